@@ -1,0 +1,170 @@
+//! One client connection: its socket, its phase, and its outbound queue.
+//!
+//! With the event loop in `server.rs`, this is the only code that reads from or writes to a
+//! socket. Protocol decisions are made by the sans-I/O core ([`crate::proto`]); this file moves
+//! bytes and derives the poll [`Interest`] from the connection's state instead of tracking it by
+//! hand.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use crate::broadcast::{MAX_IOVECS, OutQueue, SharedFrame};
+use crate::proto::session::Session;
+use crate::registry::Subscription;
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Reading the HTTP request head into `buf` (bounded by `MAX_HEADER_BYTES`).
+    Handshake {
+        /// The request bytes received so far.
+        buf: Vec<u8>,
+        /// When an unfinished handshake is answered with 408 and closed.
+        deadline: Instant,
+    },
+    /// The WebSocket is up: frames flow and the connection is subscribed.
+    Open {
+        /// Protocol state.
+        session: Session,
+        /// Where it sits in the registry.
+        sub: Subscription,
+    },
+    /// The last bytes (a refusal or a close frame) are queued. When they are written our side
+    /// is shut down; the connection is dropped at the peer's EOF or at `deadline`, whichever
+    /// comes first. Waiting for the EOF keeps the kernel from answering unread input with a
+    /// reset that could destroy the bytes we just sent.
+    Closing {
+        /// When to give up on the peer.
+        deadline: Instant,
+        /// Whether our FIN has been sent.
+        write_shut: bool,
+    },
+}
+
+/// What a flush achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued was written.
+    All,
+    /// The socket buffer is full; the rest waits for a writable event.
+    Blocked,
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Connection {
+    socket: TcpStream,
+    /// Unique for the server's lifetime: tells a timer entry for a reused slab key apart.
+    pub id: u64,
+    /// Where the connection is in its life.
+    pub phase: Phase,
+    /// Frames waiting to be written.
+    pub out: OutQueue,
+    /// Whether it is on the loop's list of connections to flush this turn.
+    pub dirty: bool,
+    /// The earliest deadline scheduled for it in the loop's timer queue.
+    pub timer_at: Option<Instant>,
+    /// The interest currently registered with the poller.
+    registered: Interest,
+}
+
+impl Connection {
+    /// Registers a newly accepted socket under `token` (readable only at first).
+    pub fn new(
+        mut socket: TcpStream,
+        token: Token,
+        id: u64,
+        phase: Phase,
+        registry: &mio::Registry,
+    ) -> io::Result<Self> {
+        registry.register(&mut socket, token, Interest::READABLE)?;
+        Ok(Connection {
+            socket,
+            id,
+            phase,
+            out: OutQueue::default(),
+            dirty: false,
+            timer_at: None,
+            registered: Interest::READABLE,
+        })
+    }
+
+    /// Reads once into `buf`. `Ok(0)` is the peer's EOF.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.socket.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues a frame and reports whether the connection just became dirty.
+    pub fn enqueue(&mut self, frame: SharedFrame) -> bool {
+        self.out.push(frame);
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Queues a control frame ahead of data (see [`OutQueue::push_urgent`]); reports whether
+    /// the connection just became dirty.
+    pub fn enqueue_urgent(&mut self, frame: SharedFrame) -> bool {
+        self.out.push_urgent(frame);
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Writes queued frames with vectored writes until the queue is empty or the socket would
+    /// block; in the closing phase, shuts our side down once everything is written.
+    pub fn flush(&mut self) -> io::Result<Flushed> {
+        while !self.out.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.out.iovecs(&mut iov);
+            match self.socket.write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.out.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Phase::Closing { write_shut, .. } = &mut self.phase {
+            if !*write_shut {
+                *write_shut = true;
+                // The peer may already be gone; there is nothing left to send either way.
+                let _ = self.socket.shutdown(Shutdown::Write);
+            }
+        }
+        Ok(Flushed::All)
+    }
+
+    /// Re-registers with the poller if the interest derived from the state changed: writable
+    /// only while output is waiting.
+    pub fn update_interest(&mut self, registry: &mio::Registry, token: Token) -> io::Result<()> {
+        let wanted = if self.out.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if wanted != self.registered {
+            registry.reregister(&mut self.socket, token, wanted)?;
+            self.registered = wanted;
+        }
+        Ok(())
+    }
+
+    /// Removes the socket from the poller (before it is dropped).
+    pub fn deregister(&mut self, registry: &mio::Registry) {
+        let _ = registry.deregister(&mut self.socket);
+    }
+
+    /// The earliest moment a timer of this connection is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Handshake { deadline, .. } | Phase::Closing { deadline, .. } => Some(*deadline),
+            Phase::Open { session, .. } => session.poll_timeout(),
+        }
+    }
+}

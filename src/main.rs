@@ -1,0 +1,61 @@
+//! The `fanout` binary: parse the configuration, raise the open-file limit, run the server
+//! until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fanout::{Config, Server};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info, warn};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open-file limit"),
+        Err(e) => warn!(error = %e, "could not raise the open-file limit"),
+    }
+
+    let server = match Server::bind(config.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            error!(addr = %config.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // Signals arrive on their own thread and become a shutdown command through the same inbox
+    // every other publisher uses, so the loop has one way in from outside.
+    let handle = server.handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            info!(signal, "received signal, shutting down");
+            if handle.shutdown().is_err() {
+                break;
+            }
+        }
+    });
+
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "event loop failed");
+            ExitCode::FAILURE
+        }
+    }
+}
