@@ -102,7 +102,10 @@ impl OutQueue {
     pub fn discard_unstarted(&mut self) {
         let keep = usize::from(self.head_written > 0).min(self.frames.len());
         self.frames.truncate(keep);
-        self.queued = self.frames.front().map_or(0, |f| f.len() - self.head_written);
+        self.queued = self
+            .frames
+            .front()
+            .map_or(0, |f| f.len() - self.head_written);
     }
 
     /// Fills `iov` with the unwritten bytes, in order; returns how many slices were used.

@@ -118,9 +118,14 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -157,8 +162,18 @@ mod tests {
     #[test]
     fn flags_override_defaults() {
         let c = Config::parse_from([
-            "fanout", "--echo", "--allowed-origin", "https://a", "--allowed-origin", "https://b",
-            "--slow-consumer", "drop", "--max-message", "64KiB", "--ping-interval", "500ms",
+            "fanout",
+            "--echo",
+            "--allowed-origin",
+            "https://a",
+            "--allowed-origin",
+            "https://b",
+            "--slow-consumer",
+            "drop",
+            "--max-message",
+            "64KiB",
+            "--ping-interval",
+            "500ms",
         ]);
         assert!(c.echo);
         assert_eq!(c.allowed_origins, vec!["https://a", "https://b"]);

@@ -93,6 +93,20 @@ impl Connection {
         })
     }
 
+    /// Whether data messages may be queued for it: upgraded, and no close sent or received.
+    pub fn is_open(&self) -> bool {
+        matches!(&self.phase, Phase::Open { session, .. } if session.is_open())
+    }
+
+    /// Starts a server-initiated close of an open WebSocket; returns the close frame to queue
+    /// (see [`Session::close`]).
+    pub fn close(&mut self, code: u16, reason: &str, now: Instant) -> Option<Vec<u8>> {
+        match &mut self.phase {
+            Phase::Open { session, .. } => session.close(code, reason, now),
+            _ => None,
+        }
+    }
+
     /// Reads once into `buf`. `Ok(0)` is the peer's EOF.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

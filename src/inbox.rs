@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::broadcast::Message;
@@ -114,9 +114,6 @@ impl Inbox {
 
     /// The next waiting command, if any.
     pub fn try_next(&self) -> Option<Command> {
-        match self.rx.try_recv() {
-            Ok(cmd) => Some(cmd),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.rx.try_recv().ok()
     }
 }

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod proto;
 pub mod registry;
 pub mod server;
+pub mod timers;
 
 pub use broadcast::Message;
 pub use config::Config;

@@ -8,8 +8,6 @@
 //! reads so one flooding peer cannot starve the others; and spurious events are harmless
 //! because every handler tolerates `WouldBlock` and checks the connection still exists.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +26,7 @@ use crate::proto::close;
 use crate::proto::handshake::{self, Refusal, Request};
 use crate::proto::session::{Event, Limits, Session, Timeout};
 use crate::registry::{Registry, Subscription};
+use crate::timers::Timers;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -72,9 +71,7 @@ pub struct Server {
     inbox_backlog: bool,
     conns: Slab<Connection>,
     registry: Registry,
-    /// Deadline queue: (when, key, connection id). Entries go stale instead of being removed;
-    /// each connection's `timer_at` says which entry is live, so no timer costs O(connections).
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    timers: Timers,
     /// Connections with output queued this turn: each is flushed once at the end of the turn.
     dirty: Vec<usize>,
     /// Connections whose read was cut short by [`READS_PER_TURN`].
@@ -118,7 +115,7 @@ impl Server {
             inbox_backlog: false,
             conns: Slab::new(),
             registry: Registry::default(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             dirty: Vec::new(),
             reread: Vec::new(),
             read_buf: vec![0; config::READ_BUFFER_BYTES],
@@ -202,7 +199,7 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let next = [
-            self.timers.peek().map(|Reverse((at, _, _))| *at),
+            self.timers.next(),
             self.accept_paused_until,
             self.shutdown_deadline,
         ]
@@ -256,7 +253,13 @@ impl Server {
         self.next_id += 1;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        match Connection::new(socket, Token(key), self.next_id, phase, self.poll.registry()) {
+        match Connection::new(
+            socket,
+            Token(key),
+            self.next_id,
+            phase,
+            self.poll.registry(),
+        ) {
             Ok(conn) => entry.insert(conn),
             Err(e) => return debug!(error = %e, "register failed"),
         };
@@ -270,7 +273,9 @@ impl Server {
     fn on_readable(&mut self, key: usize) {
         let mut buf = std::mem::take(&mut self.read_buf);
         for i in 0.. {
-            let Some(conn) = self.conns.get_mut(key) else { break };
+            let Some(conn) = self.conns.get_mut(key) else {
+                break;
+            };
             if i == READS_PER_TURN {
                 self.reread.push(key);
                 break;
@@ -307,7 +312,9 @@ impl Server {
     }
 
     fn on_data(&mut self, key: usize, data: &mut [u8]) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         match &mut conn.phase {
             Phase::Handshake { buf, .. } => {
                 buf.extend_from_slice(data);
@@ -331,7 +338,12 @@ impl Server {
                         }
                     }
                     Err(refusal) => {
-                        debug!(key, status = refusal.status, reason = refusal.reason, "refused");
+                        debug!(
+                            key,
+                            status = refusal.status,
+                            reason = refusal.reason,
+                            "refused"
+                        );
                         self.stats.refused += 1;
                         self.respond(key, refusal.response());
                     }
@@ -357,8 +369,12 @@ impl Server {
     fn on_frames(&mut self, key: usize, data: &mut [u8]) {
         let mut pos = 0;
         while pos < data.len() {
-            let Some(conn) = self.conns.get_mut(key) else { return };
-            let Phase::Open { session, sub } = &mut conn.phase else { return };
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Phase::Open { session, sub } = &mut conn.phase else {
+                return;
+            };
             let channel = sub.channel;
             let (used, event) = session.handle_bytes(&mut data[pos..], self.now);
             pos += used;
@@ -370,11 +386,7 @@ impl Server {
                     let except = (!self.config.echo).then_some(key);
                     self.fan_out(channel, &frame, except);
                 }
-                Some(Event::Send(pong)) => {
-                    if conn.enqueue_urgent(Arc::new(pong)) {
-                        self.dirty.push(key);
-                    }
-                }
+                Some(Event::Send(pong)) => self.enqueue_urgent(key, pong),
                 Some(Event::Close(frame)) => self.begin_closing(key, frame),
             }
         }
@@ -388,24 +400,29 @@ impl Server {
                 continue;
             }
             let conn = &mut self.conns[k];
-            let Phase::Open { session, .. } = &mut conn.phase else { continue };
-            if !session.is_open() {
+            if !conn.is_open() {
                 continue;
             }
-            let queued = conn.out.queued_bytes();
-            if queued > 0 && queued + frame.len() > cap {
+            if over_cap(conn, frame, cap) {
+                // Only bytes the kernel would not take count against the cap: a reader that
+                // keeps up must not be judged by a burst queued within one turn.
+                if let Err(e) = conn.flush() {
+                    debug!(key = k, error = %e, "write failed"); // Removed at the turn's flush.
+                }
+            }
+            if over_cap(conn, frame, cap) {
                 match self.config.slow_consumer {
                     SlowConsumer::Drop => self.stats.dropped += 1,
                     SlowConsumer::Close => {
                         self.stats.slow_closes += 1;
                         conn.out.discard_unstarted();
-                        let close = session.close(close::POLICY_VIOLATION, "slow consumer", self.now);
+                        let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
                         if let Some(f) = close {
                             if conn.enqueue(Arc::new(f)) {
                                 self.dirty.push(k);
                             }
                         }
-                        schedule(&mut self.timers, k, conn);
+                        self.timers.schedule(k, conn);
                     }
                 }
                 continue;
@@ -455,7 +472,8 @@ impl Server {
             match &mut conn.phase {
                 Phase::Handshake { .. } => self.remove(key),
                 Phase::Open { session, .. } => {
-                    if let Some(f) = session.close(close::GOING_AWAY, "server shutting down", self.now)
+                    if let Some(f) =
+                        session.close(close::GOING_AWAY, "server shutting down", self.now)
                     {
                         self.enqueue(key, f);
                         self.schedule(key);
@@ -498,6 +516,12 @@ impl Server {
         }
     }
 
+    fn enqueue_urgent(&mut self, key: usize, bytes: Vec<u8>) {
+        if self.conns[key].enqueue_urgent(Arc::new(bytes)) {
+            self.dirty.push(key);
+        }
+    }
+
     fn mark_dirty(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if !std::mem::replace(&mut conn.dirty, true) {
@@ -508,7 +532,8 @@ impl Server {
 
     fn leave(&mut self, sub: Subscription) {
         if let Some(moved) = self.registry.unsubscribe(sub) {
-            if let Some(Phase::Open { sub: s, .. }) = self.conns.get_mut(moved).map(|c| &mut c.phase)
+            if let Some(Phase::Open { sub: s, .. }) =
+                self.conns.get_mut(moved).map(|c| &mut c.phase)
             {
                 s.slot = sub.slot;
             }
@@ -526,21 +551,12 @@ impl Server {
 
     fn schedule(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            schedule(&mut self.timers, key, conn);
+            self.timers.schedule(key, conn);
         }
     }
 
     fn run_timers(&mut self) {
-        while let Some(&Reverse((at, key, id))) = self.timers.peek() {
-            if at > self.now {
-                return;
-            }
-            self.timers.pop();
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            if conn.id != id || conn.timer_at != Some(at) {
-                continue; // Stale: the connection is gone or has an earlier entry.
-            }
-            conn.timer_at = None;
+        while let Some(key) = self.timers.pop_due(self.now, &mut self.conns) {
             self.on_timer(key);
             self.schedule(key);
         }
@@ -556,11 +572,7 @@ impl Server {
             Phase::Handshake { .. } => self.respond(key, Refusal::timeout().response()),
             Phase::Closing { .. } => self.remove(key),
             Phase::Open { session, .. } => match session.handle_timeout(now) {
-                Some(Timeout::Ping(f)) => {
-                    if conn.enqueue_urgent(Arc::new(f)) {
-                        self.dirty.push(key);
-                    }
-                }
+                Some(Timeout::Ping(f)) => self.enqueue_urgent(key, f),
                 Some(Timeout::Idle(f)) => self.enqueue(key, f),
                 Some(Timeout::CloseExpired) => self.remove(key),
                 None => {}
@@ -571,7 +583,9 @@ impl Server {
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &key in &dirty {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
             if !std::mem::replace(&mut conn.dirty, false) {
                 continue;
             }
@@ -588,12 +602,9 @@ impl Server {
     }
 }
 
-/// Puts `conn`'s next deadline in the queue unless an entry at or before it is already there.
-fn schedule(timers: &mut BinaryHeap<Reverse<(Instant, usize, u64)>>, key: usize, conn: &mut Connection) {
-    if let Some(at) = conn.deadline() {
-        if conn.timer_at.is_none_or(|t| at < t) {
-            timers.push(Reverse((at, key, conn.id)));
-            conn.timer_at = Some(at);
-        }
-    }
+/// Whether queueing `frame` would take `conn` past the cap. An empty queue always takes one
+/// frame, so a message larger than the cap still reaches a reader that keeps up.
+fn over_cap(conn: &Connection, frame: &SharedFrame, cap: usize) -> bool {
+    let queued = conn.out.queued_bytes();
+    queued > 0 && queued + frame.len() > cap
 }

@@ -1,0 +1,247 @@
+//! Shared helpers for the integration tests: a real server on 127.0.0.1:0, and a raw client
+//! with its own tiny frame codec, independent of the server's, so the tests check the bytes on
+//! the wire rather than the server agreeing with itself.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fanout::{Config, Handle, Server};
+
+/// Long enough for a loaded CI machine; only reached when a test is failing.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: Handle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let server = Server::bind(config).expect("bind");
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let thread = Some(std::thread::spawn(move || server.run()));
+        TestServer {
+            addr,
+            handle,
+            thread,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Shuts down and waits for the loop to return.
+    pub fn stop(mut self) {
+        self.handle.shutdown().unwrap();
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.handle.shutdown();
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+pub fn upgrade_request(extra_headers: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
+}
+
+/// Reads an HTTP response head (through the blank line) byte by byte, so no frame bytes that
+/// follow it are consumed.
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read response head");
+        assert_eq!(
+            n,
+            1,
+            "EOF inside response head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Opens a WebSocket on `channel` with a raw socket; returns it after the 101.
+pub fn ws(addr: SocketAddr, channel: &str) -> TcpStream {
+    let mut s = connect(addr);
+    let req = upgrade_request(&format!("Sec-WebSocket-Protocol: {channel}\r\n"));
+    s.write_all(req.as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    s
+}
+
+/// Sends a request and reads the whole response until the server closes: (status, head, body).
+pub fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut s = connect(addr);
+    s.write_all(request).unwrap();
+    read_response(&mut s)
+}
+
+pub fn read_response(s: &mut TcpStream) -> (u16, String, String) {
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("read response to EOF");
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("complete response head");
+    let status = head[9..12].parse().expect("status code");
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A client frame (masked with a fixed key unless `mask` is false).
+pub fn frame(fin: bool, opcode: u8, payload: &[u8], mask: bool) -> Vec<u8> {
+    let key = [0xa1, 0xb2, 0xc3, 0xd4];
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    let m = if mask { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(m | n as u8),
+        n if n <= 0xffff => {
+            out.push(m | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    if mask {
+        out.extend(key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend(payload);
+    }
+    out
+}
+
+pub fn text(payload: &str) -> Vec<u8> {
+    frame(true, 1, payload.as_bytes(), true)
+}
+
+/// A frame as the server sent it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The code of a close frame.
+    pub fn close_code(&self) -> u16 {
+        assert_eq!(self.opcode, 8, "not a close frame: {self:?}");
+        u16::from_be_bytes([self.payload[0], self.payload[1]])
+    }
+
+    pub fn close_reason(&self) -> &str {
+        std::str::from_utf8(&self.payload[2..]).unwrap()
+    }
+}
+
+/// Reads one server frame; asserts it is unmasked with no RSV bits.
+pub fn read_frame(s: &mut impl Read) -> Frame {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("frame header");
+    assert_eq!(h[0] & 0x70, 0, "RSV bits set");
+    assert_eq!(h[1] & 0x80, 0, "server frames must not be masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0; len];
+    s.read_exact(&mut payload).expect("frame payload");
+    Frame {
+        fin: h[0] & 0x80 != 0,
+        opcode: h[0] & 0x0f,
+        payload,
+    }
+}
+
+/// Reads until EOF, asserting the server closed the TCP connection with nothing more to say.
+pub fn expect_eof(s: &mut TcpStream) {
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "unexpected bytes before EOF: {rest:?}"),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// Fetches a path with a plain HTTP GET (connection closed by the server).
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+}
+
+/// A tungstenite client subscribed to `channel`.
+pub fn tungstenite_client(
+    url: &str,
+    channel: &str,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", channel.parse().unwrap());
+    let (ws, resp) = tungstenite::connect(req).expect("tungstenite connect");
+    assert_eq!(resp.status(), 101);
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"].to_str().unwrap(),
+        channel
+    );
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    }
+    ws
+}
+
+/// Reads lines from a child's stderr until one contains `needle`.
+pub fn wait_for_line(r: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "EOF before {needle:?}");
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+pub fn buffered<R: Read>(r: R) -> BufReader<R> {
+    BufReader::new(r)
+}

@@ -1,0 +1,54 @@
+//! Publishing from other threads through `Handle::publish`.
+
+mod common;
+
+use common::*;
+use fanout::Message;
+
+#[test]
+fn publish_from_other_threads_reaches_every_subscriber_in_order() {
+    let server = TestServer::start(|_| {});
+    let mut subs: Vec<_> = (0..3).map(|_| ws(server.addr, "news")).collect();
+    let mut other = ws(server.addr, "sports");
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let h = server.handle.clone();
+            std::thread::spawn(move || {
+                for i in 0..250u32 {
+                    let mut b = vec![t as u8];
+                    b.extend(i.to_be_bytes());
+                    h.publish("news", Message::Binary(b)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    server.handle.publish("sports", "goal").unwrap();
+    for sub in &mut subs {
+        let mut next = [0u32; 4];
+        for _ in 0..1000 {
+            let f = read_frame(sub);
+            assert_eq!(f.opcode, 2);
+            let t = f.payload[0] as usize;
+            assert_eq!(
+                u32::from_be_bytes(f.payload[1..5].try_into().unwrap()),
+                next[t]
+            );
+            next[t] += 1;
+        }
+        assert_eq!(next, [250; 4]);
+    }
+    let f = read_frame(&mut other);
+    assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"goal"[..]));
+}
+
+#[test]
+fn publishing_to_an_empty_channel_is_fine_and_a_stopped_server_says_so() {
+    let server = TestServer::start(|_| {});
+    let handle = server.handle.clone();
+    handle.publish("nobody", "x").unwrap();
+    server.stop();
+    assert_eq!(handle.publish("nobody", "x"), Err(fanout::Stopped));
+}

@@ -1,0 +1,59 @@
+//! Graceful shutdown: every connection gets a 1001 close, the loop returns, and the binary
+//! exits 0 on SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn handle_shutdown_closes_every_connection_with_1001() {
+    let server = TestServer::start(|_| {});
+    let mut clients: Vec<_> = (0..3).map(|_| ws(server.addr, "room")).collect();
+    server.handle.shutdown().unwrap();
+    for c in &mut clients {
+        let f = read_frame(c);
+        assert_eq!(
+            (f.close_code(), f.close_reason()),
+            (1001, "server shutting down")
+        );
+        c.write_all(&frame(true, 8, &1001u16.to_be_bytes(), true))
+            .unwrap();
+        expect_eof(c);
+    }
+    drop(clients);
+    server.stop();
+}
+
+#[test]
+fn sigterm_closes_with_1001_and_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = buffered(child.stderr.take().unwrap());
+    let line = wait_for_line(&mut stderr, "listening");
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("address in the listening line")
+        .parse()
+        .unwrap();
+    let mut c = ws(addr, "room");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let f = read_frame(&mut c);
+    assert_eq!(f.close_code(), 1001);
+    c.write_all(&frame(true, 8, &1001u16.to_be_bytes(), true))
+        .unwrap();
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
