@@ -41,7 +41,7 @@ pub enum SlowConsumer {
 #[command(name = "fanout", version, about = "A WebSocket pub/sub broadcast server", long_about = None)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Channel for clients that offer no Sec-WebSocket-Protocol; without it they are refused (400).
@@ -58,28 +58,28 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Close connections that have not completed the handshake within this time (with 408).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Largest message (sum of its fragments) a client may send; larger closes with 1009.
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_message: usize,
 
     /// Cap on a connection's queued-but-unwritten bytes (counted per connection even though
     /// broadcast bytes are shared); see --slow-consumer.
-    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_backpressure: usize,
 
     /// What happens to a subscriber over --max-backpressure.
-    #[arg(long, value_enum, default_value = "close")]
+    #[arg(long, value_name = "POLICY", value_enum, default_value = "close")]
     pub slow_consumer: SlowConsumer,
 
     /// Interval between server pings to each connection.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// Close a connection that has sent nothing (pongs included) for this long.
-    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Most simultaneous connections; extras are refused with 503. Default: the open-file
@@ -88,11 +88,11 @@ pub struct Config {
     pub max_connections: Option<usize>,
 
     /// After sending a close frame, how long to wait for the peer's close before dropping it.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to flush close frames before exiting anyway.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 }
 
