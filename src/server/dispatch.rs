@@ -1,0 +1,242 @@
+//! What the loop does with what arrives: handshakes, frames, published messages, timers and
+//! shutdown. All of it works on the connection state and queues output; the socket work stays
+//! in `server.rs` and `connection.rs`.
+
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use super::{INBOX_BATCH, Server};
+use crate::broadcast::{self, SharedFrame};
+use crate::config::{self, SlowConsumer};
+use crate::connection::{Connection, Phase};
+use crate::inbox::Command;
+use crate::proto::handshake::{self, Refusal, Request};
+use crate::proto::session::{Event, Session, Timeout};
+use crate::proto::{Decoded, close};
+
+impl Server {
+    pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match &mut conn.phase {
+            Phase::Handshake { buf, .. } => {
+                buf.extend_from_slice(data);
+                let policy = handshake::Policy {
+                    default_channel: self.config.default_channel.as_deref(),
+                    allowed_origins: &self.config.allowed_origins,
+                    max_header_bytes: config::MAX_HEADER_BYTES,
+                };
+                match handshake::parse(buf, &policy) {
+                    Ok(Decoded::Partial) => {}
+                    Ok(Decoded::Complete((request, used))) => {
+                        let mut rest = buf.split_off(used);
+                        match request {
+                            Request::Upgrade(up) => {
+                                self.upgrade(key, &up);
+                                if !rest.is_empty() {
+                                    self.on_frames(key, &mut rest);
+                                }
+                            }
+                            Request::Health => self.respond(key, handshake::health_response()),
+                        }
+                    }
+                    Err(refusal) => {
+                        debug!(
+                            key,
+                            status = refusal.status,
+                            reason = refusal.reason,
+                            "refused"
+                        );
+                        self.stats.refused += 1;
+                        self.respond(key, refusal.response());
+                    }
+                }
+            }
+            Phase::Open { .. } => self.on_frames(key, data),
+            Phase::Closing { .. } => {} // Discarded: we only wait for the peer's EOF.
+        }
+    }
+
+    pub(super) fn upgrade(&mut self, key: usize, up: &handshake::Upgrade) {
+        let sub = self.registry.subscribe(&up.channel, key);
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Open {
+            session: Session::new(self.limits, self.now),
+            sub,
+        };
+        self.stats.upgraded += 1;
+        self.enqueue(key, handshake::upgrade_response(up));
+        self.schedule(key);
+    }
+
+    pub(super) fn on_frames(&mut self, key: usize, data: &mut [u8]) {
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Phase::Open { session, sub } = &mut conn.phase else {
+                return;
+            };
+            let channel = sub.channel;
+            let (used, event) = session.handle_bytes(&mut data[pos..], self.now);
+            pos += used;
+            match event {
+                None => {}
+                Some(Event::Message { opcode, payload }) => {
+                    self.stats.messages_in += 1;
+                    let frame = broadcast::encode(opcode, &payload);
+                    let except = (!self.config.echo).then_some(key);
+                    self.fan_out(channel, &frame, except);
+                }
+                Some(Event::Send(pong)) => self.enqueue_urgent(key, pong),
+                Some(Event::Close(frame)) => self.begin_closing(key, frame),
+            }
+        }
+    }
+
+    /// Queues `frame` for every open subscriber of `channel` except `except`.
+    pub(super) fn fan_out(&mut self, channel: usize, frame: &SharedFrame, except: Option<usize>) {
+        let cap = self.config.max_backpressure;
+        for &k in self.registry.subscribers(channel) {
+            if Some(k) == except {
+                continue;
+            }
+            let conn = &mut self.conns[k];
+            if !conn.is_open() {
+                continue;
+            }
+            if over_cap(conn, frame, cap) {
+                // Only bytes the kernel would not take count against the cap: a reader that
+                // keeps up must not be judged by a burst queued within one turn.
+                if let Err(e) = conn.flush() {
+                    debug!(key = k, error = %e, "write failed"); // Removed at the turn's flush.
+                }
+            }
+            if over_cap(conn, frame, cap) {
+                match self.config.slow_consumer {
+                    SlowConsumer::Drop => self.stats.dropped += 1,
+                    SlowConsumer::Close => {
+                        self.stats.slow_closes += 1;
+                        conn.out.discard_unstarted();
+                        let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
+                        if let Some(f) = close {
+                            if conn.enqueue(Arc::new(f)) {
+                                self.dirty.push(k);
+                            }
+                        }
+                        self.timers.schedule(k, conn);
+                    }
+                }
+                continue;
+            }
+            self.stats.deliveries += 1;
+            if conn.enqueue(frame.clone()) {
+                self.dirty.push(k);
+            }
+        }
+    }
+
+    /// Publishes an already encoded frame to a channel (the inbox path).
+    pub(super) fn publish(&mut self, channel: &str, frame: &SharedFrame) {
+        if let Some(id) = self.registry.lookup(channel) {
+            self.fan_out(id, frame, None);
+        }
+    }
+
+    pub(super) fn drain_inbox(&mut self) {
+        for _ in 0..INBOX_BATCH {
+            match self.inbox.try_next() {
+                Some(Command::Publish { channel, message }) => {
+                    self.publish(&channel, &message.encode())
+                }
+                Some(Command::Shutdown) => self.begin_shutdown(),
+                None => {
+                    self.inbox_backlog = false;
+                    return;
+                }
+            }
+        }
+        self.inbox_backlog = true;
+    }
+
+    pub(super) fn begin_shutdown(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        info!(connections = self.conns.len(), "shutting down");
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.shutdown_deadline = Some(self.now + self.config.shutdown_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match &mut conn.phase {
+                Phase::Handshake { .. } => self.remove(key),
+                Phase::Open { session, .. } => {
+                    if let Some(f) =
+                        session.close(close::GOING_AWAY, "server shutting down", self.now)
+                    {
+                        self.enqueue(key, f);
+                        self.schedule(key);
+                    }
+                }
+                Phase::Closing { .. } => {}
+            }
+        }
+    }
+
+    /// Leaves the channel, queues `last` (a close frame) and waits for the peer's EOF.
+    pub(super) fn begin_closing(&mut self, key: usize, last: Option<Vec<u8>>) {
+        let deadline = self.now + self.config.close_timeout;
+        let conn = &mut self.conns[key];
+        let old = std::mem::replace(
+            &mut conn.phase,
+            Phase::Closing {
+                deadline,
+                write_shut: false,
+            },
+        );
+        if let Phase::Open { sub, .. } = old {
+            self.leave(sub);
+        }
+        if let Some(f) = last {
+            self.enqueue(key, f);
+        }
+        self.mark_dirty(key);
+        self.schedule(key);
+    }
+
+    /// Sends a complete HTTP response, then closes.
+    pub(super) fn respond(&mut self, key: usize, response: Vec<u8>) {
+        self.begin_closing(key, Some(response));
+    }
+
+    pub(super) fn on_timer(&mut self, key: usize) {
+        let now = self.now;
+        let conn = &mut self.conns[key];
+        if conn.deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        match &mut conn.phase {
+            Phase::Handshake { .. } => self.respond(key, Refusal::timeout().response()),
+            Phase::Closing { .. } => self.remove(key),
+            Phase::Open { session, .. } => match session.handle_timeout(now) {
+                Some(Timeout::Ping(f)) => self.enqueue_urgent(key, f),
+                Some(Timeout::Idle(f)) => self.enqueue(key, f),
+                Some(Timeout::CloseExpired) => self.remove(key),
+                None => {}
+            },
+        }
+    }
+}
+
+/// Whether queueing `frame` would take `conn` past the cap. An empty queue always takes one
+/// frame, so a message larger than the cap still reaches a reader that keeps up.
+fn over_cap(conn: &Connection, frame: &SharedFrame, cap: usize) -> bool {
+    let queued = conn.out.queued_bytes();
+    queued > 0 && queued + frame.len() > cap
+}
