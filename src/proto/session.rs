@@ -265,6 +265,11 @@ impl Session {
     /// Unmasks a piece of the current frame's payload into the control or message buffer.
     /// Returns whether the frame is now complete.
     fn take_payload(&mut self, f: InFrame, chunk: &[u8]) -> Result<bool, ProtocolError> {
+        if chunk.is_empty() {
+            // Only the header has arrived: nothing to buffer yet (so a frame that then arrives
+            // whole can still take the no-copy path).
+            return Ok(f.received == f.header.payload_len);
+        }
         let offset = f.received as usize;
         let opcode = f.header.opcode;
         if opcode.is_control() {
@@ -519,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn header_alone_then_payload_then_another_message() {
+        // Regression: a frame whose header came in one read and whole payload in the next
+        // must not leave a half-started message behind.
+        let first = client(true, OpCode::Text, b"abc");
+        let mut s = Session::new(limits(), Instant::now());
+        assert_eq!(feed(&mut s, &first[..6], 64), Outcome::default());
+        let mut rest = first[6..].to_vec();
+        rest.extend(client(true, OpCode::Binary, b"next"));
+        let out = feed(&mut s, &rest, 64);
+        assert_eq!(
+            out.messages,
+            vec![
+                (OpCode::Text, b"abc".to_vec()),
+                (OpCode::Binary, b"next".to_vec())
+            ]
+        );
+        assert_eq!(out.closed, None);
+    }
+
+    #[test]
     fn empty_messages_are_delivered() {
         let mut input = client(true, OpCode::Binary, b"");
         input.extend(client(false, OpCode::Text, b""));
@@ -662,6 +687,90 @@ mod tests {
         match s.handle_timeout(t0 + Duration::from_secs(115)) {
             Some(Timeout::Idle(f)) => assert_eq!(&f[2..4], &1001u16.to_be_bytes()),
             other => panic!("expected idle close, got {other:?}"),
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A message as (binary?, payload, fragment lengths, ping after the first fragment?).
+        fn message() -> impl Strategy<Value = (bool, Vec<u8>, Vec<usize>, bool)> {
+            (
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::collection::vec(1usize..80, 0..4),
+                any::<bool>(),
+            )
+        }
+
+        fn encode_stream(
+            messages: &[(bool, Vec<u8>, Vec<usize>, bool)],
+        ) -> (Vec<u8>, Vec<(OpCode, Vec<u8>)>, usize) {
+            let mut stream = Vec::new();
+            let mut expected = Vec::new();
+            let mut pings = 0;
+            for (binary, payload, cuts, ping) in messages {
+                let opcode = if *binary {
+                    OpCode::Binary
+                } else {
+                    OpCode::Text
+                };
+                // Text payloads are made valid UTF-8 (ASCII) so only the framing varies.
+                let payload: Vec<u8> = if *binary {
+                    payload.clone()
+                } else {
+                    payload.iter().map(|b| b'a' + b % 26).collect()
+                };
+                let mut pieces = Vec::new();
+                let mut rest = &payload[..];
+                for &c in cuts {
+                    let c = c.min(rest.len());
+                    pieces.push(&rest[..c]);
+                    rest = &rest[c..];
+                }
+                pieces.push(rest);
+                for (i, piece) in pieces.iter().enumerate() {
+                    let op = if i == 0 { opcode } else { OpCode::Continuation };
+                    stream.extend(client(i == pieces.len() - 1, op, piece));
+                    if i == 0 && *ping {
+                        stream.extend(client(true, OpCode::Ping, b"hb"));
+                        pings += 1;
+                    }
+                }
+                expected.push((opcode, payload));
+            }
+            (stream, expected, pings)
+        }
+
+        proptest! {
+            #[test]
+            fn any_split_of_a_valid_stream_gives_the_same_messages(
+                messages in proptest::collection::vec(message(), 1..6),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            ) {
+                let (stream, expected, pings) = encode_stream(&messages);
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                points.push(0);
+                points.push(stream.len());
+                points.sort_unstable();
+                let mut s = Session::new(limits(), Instant::now());
+                let mut got = Outcome::default();
+                for w in points.windows(2) {
+                    let part = feed(&mut s, &stream[w[0]..w[1]], usize::MAX);
+                    got.messages.extend(part.messages);
+                    got.sent.extend(part.sent);
+                    prop_assert_eq!(part.closed, None);
+                }
+                prop_assert_eq!(got.messages, expected);
+                prop_assert_eq!(got.sent.len(), pings);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600), chunk in 1usize..64) {
+                let mut s = Session::new(limits(), Instant::now());
+                let _ = feed(&mut s, &data, chunk);
+            }
         }
     }
 }
