@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(e) => {
-            error!(addr = %config.listen, error = %e, "cannot listen");
+            error!(addr = %config.listen, error = %e, "cannot start the server");
             return ExitCode::FAILURE;
         }
     };

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config};
 use crate::connection::{Connection, Phase};
 use crate::inbox::{Handle, Inbox};
-use crate::proto::handshake::Refusal;
+use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::Limits;
 use crate::registry::{Registry, Subscription};
 use crate::timers::Timers;
@@ -88,6 +88,16 @@ pub struct Server {
 impl Server {
     /// Binds the listener and prepares the loop; nothing is served until [`Server::run`].
     pub fn bind(config: Config) -> io::Result<Server> {
+        if let Some(name) = &config.default_channel {
+            if !handshake::is_channel(name.as_bytes()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "--default-channel {name:?} is not a valid channel name (a token of 1-64 bytes)"
+                    ),
+                ));
+            }
+        }
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
         poll.registry()

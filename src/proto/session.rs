@@ -407,7 +407,7 @@ impl Session {
 }
 
 fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    frame::encode_frame(OpCode::Close, &close::close_payload(code, reason))
+    frame::encode_close_frame(code, reason)
 }
 
 #[cfg(test)]
