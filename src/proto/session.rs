@@ -694,6 +694,8 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        type Messages = Vec<(OpCode, Vec<u8>)>;
+
         /// A message as (binary?, payload, fragment lengths, ping after the first fragment?).
         fn message() -> impl Strategy<Value = (bool, Vec<u8>, Vec<usize>, bool)> {
             (
@@ -706,7 +708,7 @@ mod tests {
 
         fn encode_stream(
             messages: &[(bool, Vec<u8>, Vec<usize>, bool)],
-        ) -> (Vec<u8>, Vec<(OpCode, Vec<u8>)>, usize) {
+        ) -> (Vec<u8>, Messages, usize) {
             let mut stream = Vec::new();
             let mut expected = Vec::new();
             let mut pings = 0;
