@@ -91,6 +91,18 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
+    /// TEMPORARY (being replaced): publish token.
+    #[arg(long, value_name = "TOKEN")]
+    pub publish_token: Option<String>,
+
+    /// TEMPORARY: history length.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub history: usize,
+
+    /// TEMPORARY: history ttl.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
     /// On SIGINT/SIGTERM, how long to flush close frames before exiting anyway.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

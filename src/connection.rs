@@ -19,11 +19,12 @@ use crate::registry::Subscription;
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub enum Phase {
-    /// Reading the HTTP request head into `buf` (bounded by `MAX_HEADER_BYTES`).
-    Handshake {
-        /// The request bytes received so far.
+    /// Reading HTTP requests: the upgrade handshake, or API calls on a persistent connection.
+    /// `buf` is bounded by `MAX_HEADER_BYTES` plus `--max-message` (a publish body).
+    Http {
+        /// Request bytes received and not yet answered.
         buf: Vec<u8>,
-        /// When an unfinished handshake is answered with 408 and closed.
+        /// When an unfinished request (or an idle persistent connection) gets 408 and closes.
         deadline: Instant,
     },
     /// The WebSocket is up: frames flow and the connection is subscribed.
@@ -131,14 +132,18 @@ impl Connection {
     }
 
     /// Writes queued frames with vectored writes until the queue is empty or the socket would
-    /// block; in the closing phase, shuts our side down once everything is written.
-    pub fn flush(&mut self) -> io::Result<Flushed> {
+    /// block, adding what was written to `bytes_out`; in the closing phase, shuts our side
+    /// down once everything is written.
+    pub fn flush(&mut self, bytes_out: &mut u64) -> io::Result<Flushed> {
         while !self.out.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let n = self.out.iovecs(&mut iov);
             match self.socket.write_vectored(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.out.advance(written),
+                Ok(written) => {
+                    *bytes_out += written as u64;
+                    self.out.advance(written);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -177,7 +182,7 @@ impl Connection {
     /// The earliest moment a timer of this connection is due.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Handshake { deadline, .. } | Phase::Closing { deadline, .. } => Some(*deadline),
+            Phase::Http { deadline, .. } | Phase::Closing { deadline, .. } => Some(*deadline),
             Phase::Open { session, .. } => session.poll_timeout(),
         }
     }

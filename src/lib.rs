@@ -41,6 +41,7 @@
 //! - [`broadcast`]: the shared encoded frame and each connection's outbound queue.
 //! - [`inbox`]: publishing from other threads.
 //! - [`timers`]: the deadline queue.
+//! - [`metrics`]: the loop's counters and their Prometheus exposition.
 //! - [`server`]: the event loop; [`connection`]: one client's socket and state.
 #![deny(missing_docs)]
 
@@ -48,6 +49,7 @@ pub mod broadcast;
 pub mod config;
 pub mod connection;
 pub mod inbox;
+pub mod metrics;
 pub mod proto;
 pub mod registry;
 pub mod server;
@@ -56,4 +58,5 @@ pub mod timers;
 pub use broadcast::Message;
 pub use config::Config;
 pub use inbox::{Handle, Stopped};
-pub use server::{Server, Stats};
+pub use metrics::Stats;
+pub use server::Server;

@@ -1,18 +1,26 @@
-//! Channels and their subscribers.
+//! Channels: their subscribers and their recent history.
 //!
-//! A channel is a name and a dense list of connection keys, so a broadcast walks a contiguous
-//! `Vec`. Each connection remembers its [`Subscription`] (channel id and slot in that list), so
-//! leaving is O(1) with `swap_remove`; the connection moved into the freed slot is reported back
-//! so its own record can be fixed. Empty channels are forgotten.
+//! A channel is a name, a dense list of connection keys (so a broadcast walks a contiguous
+//! `Vec`) and, with `--history N`, its last N broadcast frames — the same shared buffers the
+//! subscribers were sent, not copies. Each connection remembers its [`Subscription`] (channel id
+//! and slot), so leaving is O(1) with `swap_remove`; the connection moved into the freed slot is
+//! reported back so its own record can be fixed.
+//!
+//! A channel without subscribers is forgotten at once, unless it has history: then it is kept
+//! for `--history-ttl` so a late joiner still gets the latest state. TTLs are all equal, so the
+//! expiry queue is a FIFO, not a heap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use slab::Slab;
+
+use crate::broadcast::SharedFrame;
 
 /// Where a connection sits in the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Subscription {
-    /// The channel's id (stable while it has subscribers).
+    /// The channel's id (stable while the channel exists).
     pub channel: usize,
     /// The connection's index in the channel's subscriber list.
     pub slot: usize,
@@ -22,28 +30,71 @@ pub struct Subscription {
 struct Channel {
     name: Box<str>,
     subscribers: Vec<usize>,
+    history: VecDeque<SharedFrame>,
+    /// Tells this channel apart from a later one reusing its slab id in the expiry queue.
+    id: u64,
 }
 
-/// Channel name → subscribers.
-#[derive(Debug, Default)]
+/// One channel as reported by the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelInfo<'a> {
+    /// The channel's name.
+    pub name: &'a str,
+    /// How many connections are subscribed.
+    pub subscribers: usize,
+    /// How many frames of history it holds.
+    pub history: usize,
+}
+
+/// Channel name → subscribers and history.
+#[derive(Debug)]
 pub struct Registry {
     by_name: HashMap<Box<str>, usize>,
     channels: Slab<Channel>,
+    history_len: usize,
+    history_ttl: Duration,
+    /// (when, channel slab id, channel id) for channels left with history and no subscribers.
+    expiries: VecDeque<(Instant, usize, u64)>,
+    next_id: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(0, Duration::ZERO)
+    }
 }
 
 impl Registry {
+    /// A registry keeping `history_len` frames per channel for `history_ttl` after the last
+    /// subscriber leaves.
+    pub fn new(history_len: usize, history_ttl: Duration) -> Self {
+        Registry {
+            by_name: HashMap::new(),
+            channels: Slab::new(),
+            history_len,
+            history_ttl,
+            expiries: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    fn create(&mut self, name: &str) -> usize {
+        self.next_id += 1;
+        let id = self.channels.insert(Channel {
+            name: name.into(),
+            subscribers: Vec::new(),
+            history: VecDeque::new(),
+            id: self.next_id,
+        });
+        self.by_name.insert(name.into(), id);
+        id
+    }
+
     /// Adds connection `key` to channel `name`, creating the channel if needed.
     pub fn subscribe(&mut self, name: &str, key: usize) -> Subscription {
         let channel = match self.by_name.get(name) {
             Some(&id) => id,
-            None => {
-                let id = self.channels.insert(Channel {
-                    name: name.into(),
-                    subscribers: Vec::new(),
-                });
-                self.by_name.insert(name.into(), id);
-                id
-            }
+            None => self.create(name),
         };
         let subscribers = &mut self.channels[channel].subscribers;
         subscribers.push(key);
@@ -53,20 +104,85 @@ impl Registry {
         }
     }
 
-    /// Removes a subscription. Returns the key of the connection that moved into its slot, if
-    /// any: that connection's subscription slot is now `sub.slot`.
-    pub fn unsubscribe(&mut self, sub: Subscription) -> Option<usize> {
+    /// Removes a subscription at `now`. Returns the key of the connection that moved into its
+    /// slot, if any: that connection's subscription slot is now `sub.slot`.
+    pub fn unsubscribe(&mut self, sub: Subscription, now: Instant) -> Option<usize> {
         let ch = &mut self.channels[sub.channel];
         ch.subscribers.swap_remove(sub.slot);
         let moved = ch.subscribers.get(sub.slot).copied();
         if ch.subscribers.is_empty() {
-            let ch = self.channels.remove(sub.channel);
-            self.by_name.remove(&ch.name);
+            if ch.history.is_empty() {
+                self.remove(sub.channel);
+            } else {
+                let id = ch.id;
+                self.expiries
+                    .push_back((now + self.history_ttl, sub.channel, id));
+            }
         }
         moved
     }
 
-    /// The channel id for `name`, if it has subscribers.
+    fn remove(&mut self, channel: usize) {
+        let ch = self.channels.remove(channel);
+        self.by_name.remove(&ch.name);
+    }
+
+    /// The channel to publish to: an existing one, or, when history is kept, a new one (so the
+    /// message is there for whoever joins within the TTL). `None`: nobody would ever see it.
+    pub fn channel_for_publish(&mut self, name: &str, now: Instant) -> Option<usize> {
+        if let Some(&id) = self.by_name.get(name) {
+            return Some(id);
+        }
+        if self.history_len == 0 {
+            return None;
+        }
+        let channel = self.create(name);
+        let id = self.channels[channel].id;
+        self.expiries
+            .push_back((now + self.history_ttl, channel, id));
+        Some(channel)
+    }
+
+    /// Remembers a frame broadcast on `channel` (a no-op without `--history`).
+    pub fn record(&mut self, channel: usize, frame: &SharedFrame) {
+        if self.history_len == 0 {
+            return;
+        }
+        let history = &mut self.channels[channel].history;
+        if history.len() == self.history_len {
+            history.pop_front();
+        }
+        history.push_back(frame.clone());
+    }
+
+    /// The frames a new subscriber of `channel` is sent first, oldest first.
+    pub fn history(&self, channel: usize) -> impl Iterator<Item = &SharedFrame> {
+        self.channels.get(channel).into_iter().flat_map(|c| &c.history)
+    }
+
+    /// Forgets channels whose history outlived its TTL with no subscriber.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(at, channel, id)) = self.expiries.front() {
+            if at > now {
+                return;
+            }
+            self.expiries.pop_front();
+            if self
+                .channels
+                .get(channel)
+                .is_some_and(|c| c.id == id && c.subscribers.is_empty())
+            {
+                self.remove(channel);
+            }
+        }
+    }
+
+    /// When [`Self::expire`] next has something to do.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.front().map(|&(at, _, _)| at)
+    }
+
+    /// The channel id for `name`.
     pub fn lookup(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
@@ -76,18 +192,39 @@ impl Registry {
         self.channels.get(id).map_or(&[], |c| &c.subscribers)
     }
 
-    /// How many channels have subscribers.
+    /// How many channels exist (with subscribers or with kept history).
     pub fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// One channel's figures.
+    pub fn info(&self, id: usize) -> Option<ChannelInfo<'_>> {
+        self.channels.get(id).map(|c| ChannelInfo {
+            name: &c.name,
+            subscribers: c.subscribers.len(),
+            history: c.history.len(),
+        })
+    }
+
+    /// Every channel's figures, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = ChannelInfo<'_>> {
+        self.channels.iter().filter_map(|(id, _)| self.info(id))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    fn frame(b: u8) -> SharedFrame {
+        Arc::new(vec![b])
+    }
 
     #[test]
     fn subscribe_and_leave_keep_slots_consistent() {
+        let now = Instant::now();
         let mut r = Registry::default();
         let a = r.subscribe("room", 10);
         let b = r.subscribe("room", 11);
@@ -98,24 +235,76 @@ mod tests {
         assert_eq!((a.slot, b.slot, c.slot), (0, 1, 2));
 
         // 12 moves into a's slot.
-        assert_eq!(r.unsubscribe(a), Some(12));
+        assert_eq!(r.unsubscribe(a, now), Some(12));
         assert_eq!(r.subscribers(c.channel), &[12, 11]);
         let c = Subscription { slot: a.slot, ..c };
         // Removing the last slot moves nobody.
-        assert_eq!(r.unsubscribe(b), None);
-        assert_eq!(r.unsubscribe(c), None);
+        assert_eq!(r.unsubscribe(b, now), None);
+        assert_eq!(r.unsubscribe(c, now), None);
         assert_eq!(r.lookup("room"), None);
         assert_eq!(r.channel_count(), 1);
         assert_eq!(r.subscribers(other.channel), &[13]);
     }
 
     #[test]
-    fn a_forgotten_channel_is_recreated_fresh() {
+    fn without_history_publishing_to_nobody_creates_nothing() {
         let mut r = Registry::default();
-        let s = r.subscribe("x", 1);
-        r.unsubscribe(s);
-        let s2 = r.subscribe("x", 2);
-        assert_eq!(r.subscribers(s2.channel), &[2]);
-        assert_eq!(r.lookup("x"), Some(s2.channel));
+        assert_eq!(r.channel_for_publish("x", Instant::now()), None);
+        assert_eq!(r.channel_count(), 0);
+    }
+
+    #[test]
+    fn history_keeps_the_last_n_frames_in_order() {
+        let now = Instant::now();
+        let mut r = Registry::new(3, Duration::from_secs(60));
+        let ch = r.channel_for_publish("feed", now).unwrap();
+        for b in 0..5 {
+            r.record(ch, &frame(b));
+        }
+        let got: Vec<u8> = r.history(ch).map(|f| f[0]).collect();
+        assert_eq!(got, [2, 3, 4]);
+        assert_eq!(
+            r.info(ch),
+            Some(ChannelInfo { name: "feed", subscribers: 0, history: 3 })
+        );
+    }
+
+    #[test]
+    fn a_channel_with_history_outlives_its_subscribers_by_the_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut r = Registry::new(2, ttl);
+        let s = r.subscribe("feed", 1);
+        r.record(s.channel, &frame(9));
+        r.unsubscribe(s, t0);
+        assert_eq!(r.next_expiry(), Some(t0 + ttl));
+        r.expire(t0 + ttl - Duration::from_secs(1));
+        assert_eq!(r.lookup("feed"), Some(s.channel));
+
+        // A subscriber arriving in time keeps it past the first expiry.
+        let s2 = r.subscribe("feed", 2);
+        r.expire(t0 + ttl);
+        assert_eq!(r.lookup("feed"), Some(s2.channel));
+        let t1 = t0 + ttl + Duration::from_secs(5);
+        r.unsubscribe(s2, t1);
+        r.expire(t1 + ttl);
+        assert_eq!(r.lookup("feed"), None);
+        assert_eq!(r.channel_count(), 0);
+    }
+
+    #[test]
+    fn a_stale_expiry_does_not_remove_a_recreated_channel() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut r = Registry::new(1, ttl);
+        let first = r.channel_for_publish("a", t0).unwrap();
+        r.record(first, &frame(1));
+        r.expire(t0 + ttl); // forgotten
+        assert_eq!(r.lookup("a"), None);
+        let again = r.channel_for_publish("a", t0 + ttl).unwrap();
+        assert_eq!(again, first, "slab id reused");
+        r.record(again, &frame(2));
+        r.expire(t0 + ttl + Duration::from_secs(1));
+        assert_eq!(r.lookup("a"), Some(again));
     }
 }

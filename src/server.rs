@@ -23,10 +23,12 @@ use crate::connection::{Connection, Phase};
 use crate::inbox::{Handle, Inbox};
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::Limits;
+use crate::metrics::Stats;
 use crate::registry::{Registry, Subscription};
 use crate::timers::Timers;
 
 mod dispatch;
+mod http;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -39,25 +41,6 @@ const INBOX_BATCH: usize = 4096;
 
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Counters kept by the loop (plain integers: no per-message cost beyond an increment).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    /// TCP connections accepted.
-    pub accepted: u64,
-    /// Handshakes completed.
-    pub upgraded: u64,
-    /// Requests refused with an HTTP error status.
-    pub refused: u64,
-    /// Data messages received from clients.
-    pub messages_in: u64,
-    /// Frames queued to subscribers.
-    pub deliveries: u64,
-    /// Frames skipped for subscribers over `--max-backpressure` (`--slow-consumer drop`).
-    pub dropped: u64,
-    /// Subscribers closed with 1008 for being over `--max-backpressure`.
-    pub slow_closes: u64,
-}
 
 /// A bound fanout server. [`Server::run`] drives it until it is shut down.
 pub struct Server {
@@ -114,6 +97,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
         };
+        let registry = Registry::new(config.history, config.history_ttl);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -124,7 +108,7 @@ impl Server {
             inbox,
             inbox_backlog: false,
             conns: Slab::new(),
-            registry: Registry::default(),
+            registry,
             timers: Timers::default(),
             dirty: Vec::new(),
             reread: Vec::new(),
@@ -194,6 +178,7 @@ impl Server {
                 self.accept();
             }
             self.run_timers();
+            self.registry.expire(self.now);
             self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || self.now >= deadline {
@@ -212,6 +197,7 @@ impl Server {
             self.timers.next(),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.registry.next_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -255,7 +241,7 @@ impl Server {
                 write_shut: false,
             }
         } else {
-            Phase::Handshake {
+            Phase::Http {
                 buf: Vec::new(),
                 deadline: self.now + self.config.handshake_timeout,
             }
@@ -274,8 +260,7 @@ impl Server {
             Err(e) => return debug!(error = %e, "register failed"),
         };
         if refuse {
-            self.stats.refused += 1;
-            self.enqueue(key, Refusal::service_unavailable().response());
+            self.refuse(key, Refusal::service_unavailable());
         }
         self.schedule(key);
     }
@@ -296,6 +281,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
+                    self.stats.bytes_in += n as u64;
                     self.on_data(key, &mut buf[..n]);
                     if n < buf.len() {
                         break;
@@ -315,7 +301,7 @@ impl Server {
     fn on_eof(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
             if matches!(conn.phase, Phase::Closing { .. }) {
-                let _ = conn.flush(); // Our last bytes go out before the FIN.
+                let _ = conn.flush(&mut self.stats.bytes_out); // Our last bytes go out before the FIN.
             }
         }
         self.remove(key);
@@ -342,7 +328,7 @@ impl Server {
     }
 
     fn leave(&mut self, sub: Subscription) {
-        if let Some(moved) = self.registry.unsubscribe(sub) {
+        if let Some(moved) = self.registry.unsubscribe(sub, self.now) {
             if let Some(Phase::Open { sub: s, .. }) =
                 self.conns.get_mut(moved).map(|c| &mut c.phase)
             {
@@ -383,7 +369,7 @@ impl Server {
                 continue;
             }
             let ok = conn
-                .flush()
+                .flush(&mut self.stats.bytes_out)
                 .and_then(|_| conn.update_interest(self.poll.registry(), Token(key)));
             if let Err(e) = ok {
                 debug!(key, error = %e, "write failed");

@@ -4,8 +4,9 @@
 //! frame: parsing the request head ([`parse`], incremental over a growing buffer), deciding
 //! whether it is a valid upgrade (§4.2.1) and which channel it subscribes to, computing
 //! `Sec-WebSocket-Accept` ([`accept_key`], §1.3 and §4.2.2), and producing the exact bytes of the
-//! answer: the `101` ([`upgrade_response`]), a refusal ([`Refusal::response`], §4.2.2 and §4.4)
-//! or the health check ([`health_response`]). It is sans-I/O: bytes in, values and bytes out.
+//! answer: the `101` ([`upgrade_response`]) or a refusal ([`Refusal::response`], §4.2.2 and
+//! §4.4). A request that is not an upgrade is handed to [`super::http`], the small HTTP API on
+//! the same port. It is sans-I/O: bytes in, values and bytes out.
 //!
 //! The channel is carried in the subprotocol (`Sec-WebSocket-Protocol`), so a browser joins
 //! `room42` with `new WebSocket(url, ["room42"])` and the server echoes it in the `101`.
@@ -15,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 use super::Decoded;
+use super::http::{self, HttpRequest};
 
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (§1.3).
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -26,9 +28,6 @@ pub const MAX_HEADERS: usize = 64;
 /// Longest channel name in bytes: long enough for any room id, short enough to log and key on.
 pub const MAX_CHANNEL_LEN: usize = 64;
 
-/// The path a plain (non-upgrade) `GET` is answered on with `200 ok`, for load balancers.
-pub const HEALTH_PATH: &str = "/healthz";
-
 /// What the handshake enforces, taken from the server's configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy<'a> {
@@ -38,6 +37,10 @@ pub struct Policy<'a> {
     pub allowed_origins: &'a [String],
     /// Largest request head accepted; a longer one is refused with 431.
     pub max_header_bytes: usize,
+    /// Largest `POST /publish` body accepted; a larger one is refused with 413.
+    pub max_message: usize,
+    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<&'a str>,
 }
 
 /// An accepted WebSocket upgrade.
@@ -56,8 +59,8 @@ pub struct Upgrade {
 pub enum Request {
     /// A valid WebSocket upgrade.
     Upgrade(Upgrade),
-    /// `GET /healthz` without upgrade.
-    Health,
+    /// A plain HTTP request for the API on the same port.
+    Http(HttpRequest),
 }
 
 /// A refused request: a complete HTTP response is sent, then the connection is closed.
@@ -71,12 +74,13 @@ pub struct Refusal {
     /// A human-readable reason, sent as the response body.
     pub reason: &'static str,
     /// Extra header lines, each ending in `\r\n`, that this status needs to be actionable
-    /// (`Allow` on 405, `Upgrade` and `Sec-WebSocket-Version` on 426); usually empty.
+    /// (`Allow` on 405, `WWW-Authenticate` on 401, `Upgrade` and `Sec-WebSocket-Version` on
+    /// 426); usually empty.
     pub headers: &'static str,
 }
 
 impl Refusal {
-    const fn new(status: u16, reason: &'static str, headers: &'static str) -> Self {
+    pub(crate) const fn new_with(status: u16, reason: &'static str, headers: &'static str) -> Self {
         Refusal {
             status,
             reason,
@@ -85,61 +89,55 @@ impl Refusal {
     }
 
     /// The head grew past [`Policy::max_header_bytes`] (RFC 6585 §5).
-    pub const HEAD_TOO_LARGE: Self = Self::new(431, "request header fields too large", "");
+    pub const HEAD_TOO_LARGE: Self = Self::new_with(431, "request header fields too large", "");
     /// The head has more than [`MAX_HEADERS`] header lines.
-    pub const TOO_MANY_HEADERS: Self = Self::new(431, "too many header fields (at most 64)", "");
+    pub const TOO_MANY_HEADERS: Self = Self::new_with(431, "too many header fields (at most 64)", "");
     /// The bytes are not an HTTP request.
-    pub const MALFORMED: Self = Self::new(400, "malformed HTTP request", "");
+    pub const MALFORMED: Self = Self::new_with(400, "malformed HTTP request", "");
     /// The method is not `GET` (§4.1: the handshake is a GET).
-    pub const METHOD_NOT_ALLOWED: Self = Self::new(405, "only GET is supported", "Allow: GET\r\n");
+    pub const METHOD_NOT_ALLOWED: Self = Self::new_with(405, "only GET is supported", "Allow: GET\r\n");
     /// The request is not HTTP/1.1 (§4.1 requires at least 1.1; 2 and 3 use other upgrades).
-    pub const HTTP_VERSION: Self = Self::new(400, "HTTP/1.1 required", "");
+    pub const HTTP_VERSION: Self = Self::new_with(400, "HTTP/1.1 required", "");
     /// No `Host` header (§4.2.1 item 2, and RFC 7230 §5.4).
-    pub const MISSING_HOST: Self = Self::new(400, "missing Host header", "");
-    /// A plain `GET /`: probably a browser tab pointed at the endpoint.
-    pub const NOT_AN_UPGRADE: Self = Self::new(
-        426,
-        "this is a WebSocket endpoint: send an Upgrade: websocket request",
-        "Upgrade: websocket\r\n",
-    );
-    /// A plain `GET` of a path other than `/` and [`HEALTH_PATH`].
-    pub const NOT_FOUND: Self = Self::new(404, "not found", "");
+    pub const MISSING_HOST: Self = Self::new_with(400, "missing Host header", "");
+    /// A path the server does not serve.
+    pub const NOT_FOUND: Self = Self::new_with(404, "not found", "");
     /// `Upgrade` does not list `websocket` (§4.2.1 item 3).
-    pub const UPGRADE_HEADER: Self = Self::new(400, "Upgrade header must list websocket", "");
+    pub const UPGRADE_HEADER: Self = Self::new_with(400, "Upgrade header must list websocket", "");
     /// `Connection` does not list `upgrade` (§4.2.1 item 4).
-    pub const CONNECTION_HEADER: Self = Self::new(400, "Connection header must list upgrade", "");
+    pub const CONNECTION_HEADER: Self = Self::new_with(400, "Connection header must list upgrade", "");
     /// `Sec-WebSocket-Version` is missing or not 13 (§4.2.1 item 6, §4.4).
-    pub const WS_VERSION: Self = Self::new(
+    pub const WS_VERSION: Self = Self::new_with(
         426,
         "unsupported WebSocket version, use 13",
         "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
     );
     /// No `Sec-WebSocket-Key` (§4.2.1 item 5).
-    pub const MISSING_KEY: Self = Self::new(400, "missing Sec-WebSocket-Key header", "");
+    pub const MISSING_KEY: Self = Self::new_with(400, "missing Sec-WebSocket-Key header", "");
     /// `Sec-WebSocket-Key` is not one padded base64 value of 16 bytes (§4.1).
-    pub const INVALID_KEY: Self = Self::new(
+    pub const INVALID_KEY: Self = Self::new_with(
         400,
         "invalid Sec-WebSocket-Key: must be base64 of 16 bytes",
         "",
     );
     /// `Origin` is not in [`Policy::allowed_origins`] (§4.2.2 item 4, §10.2).
-    pub const ORIGIN_NOT_ALLOWED: Self = Self::new(403, "origin not allowed", "");
+    pub const ORIGIN_NOT_ALLOWED: Self = Self::new_with(403, "origin not allowed", "");
     /// The first offered subprotocol is not a valid channel name.
-    pub const INVALID_CHANNEL: Self = Self::new(
+    pub const INVALID_CHANNEL: Self = Self::new_with(
         400,
         "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes",
         "",
     );
     /// No subprotocol offered and no [`Policy::default_channel`].
-    pub const NO_CHANNEL: Self = Self::new(
+    pub const NO_CHANNEL: Self = Self::new_with(
         400,
         "no channel: offer one with Sec-WebSocket-Protocol (e.g. new WebSocket(url, [\"room42\"]))",
         "",
     );
     /// Sent to a connection accepted while the server is full.
-    pub const SERVICE_UNAVAILABLE: Self = Self::new(503, "server is at its connection limit", "");
+    pub const SERVICE_UNAVAILABLE: Self = Self::new_with(503, "server is at its connection limit", "");
     /// Sent when the head did not arrive within the handshake timeout.
-    pub const TIMEOUT: Self = Self::new(408, "handshake timed out", "");
+    pub const TIMEOUT: Self = Self::new_with(408, "handshake timed out", "");
 
     /// The refusal for a connection the server has no room for (503).
     pub fn service_unavailable() -> Self {
@@ -152,10 +150,10 @@ impl Refusal {
     }
 
     /// The complete HTTP/1.1 response: status line, headers (with `Connection: close`, since
-    /// the server closes after sending it) and the reason as a `text/plain` body.
+    /// the server closes after sending it) and `{"error":"<reason>"}` as a JSON body.
     pub fn response(&self) -> Vec<u8> {
-        let body = format!("{}\n", self.reason);
-        plain_response(self.status, self.headers, &body)
+        let body = format!("{{\"error\":{}}}\n", http::json_string(self.reason));
+        json_response(self.status, self.headers, &body)
     }
 }
 
@@ -182,10 +180,10 @@ impl std::error::Error for Refusal {}
 /// [`Policy::max_header_bytes`]: only that much of `buf` is ever looked at.
 ///
 /// Checks, in order (the first failure is the answer): head size (431) and HTTP syntax (400;
-/// an HTTP version other than 1.x is reported as [`Refusal::HTTP_VERSION`]); method `GET`
-/// (405); HTTP/1.1 (400); `Host` (400). A request with neither `Upgrade` nor
-/// `Sec-WebSocket-Key` is not a WebSocket request: `GET /healthz` is [`Request::Health`],
-/// `GET /` is 426, anything else 404 (the `?query` is ignored). Otherwise: `Upgrade` must list
+/// an HTTP version other than 1.x is reported as [`Refusal::HTTP_VERSION`]); HTTP/1.1 (400);
+/// `Host` (400). A request with neither `Upgrade` nor `Sec-WebSocket-Key` is not a WebSocket
+/// request and is routed by [`http::route`] ([`Request::Http`]). Otherwise: method `GET`
+/// (405); `Upgrade` must list
 /// `websocket` and `Connection` must list `upgrade` (case-insensitive comma lists; repeated
 /// lines are joined) (400); `Sec-WebSocket-Version: 13` (426); `Sec-WebSocket-Key` must be
 /// padded base64 of 16 bytes (400); `Origin`, when sent and the policy lists origins, must be
@@ -217,9 +215,6 @@ pub fn parse(buf: &[u8], policy: &Policy<'_>) -> Result<Decoded<(Request, usize)
 /// The rules of [`parse`] applied to a complete, syntactically valid head.
 fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request, Refusal> {
     let headers: &[httparse::Header<'_>] = req.headers;
-    if req.method != Some("GET") {
-        return Err(Refusal::METHOD_NOT_ALLOWED);
-    }
     if req.version != Some(1) {
         return Err(Refusal::HTTP_VERSION);
     }
@@ -228,13 +223,10 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
     }
     let key = values(headers, "Sec-WebSocket-Key").next();
     if key.is_none() && values(headers, "Upgrade").next().is_none() {
-        let full = req.path.unwrap_or("");
-        let path = full.split_once('?').map_or(full, |(path, _query)| path);
-        return match path {
-            HEALTH_PATH => Ok(Request::Health),
-            "/" => Err(Refusal::NOT_AN_UPGRADE),
-            _ => Err(Refusal::NOT_FOUND),
-        };
+        return http::route(req, policy).map(Request::Http);
+    }
+    if req.method != Some("GET") {
+        return Err(Refusal::METHOD_NOT_ALLOWED);
     }
     if !has_token(headers, "Upgrade", b"websocket") {
         return Err(Refusal::UPGRADE_HEADER);
@@ -281,7 +273,7 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
 }
 
 /// The values of every header line named `name` (ASCII case-insensitive), in order.
-fn values<'h>(
+pub(super) fn values<'h>(
     headers: &'h [httparse::Header<'_>],
     name: &'h str,
 ) -> impl Iterator<Item = &'h [u8]> {
@@ -293,7 +285,7 @@ fn values<'h>(
 
 /// The elements of header `name` read as one comma-separated list over all its lines, trimmed,
 /// with empty elements skipped (RFC 7230 §7: recipients ignore them).
-fn list<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> impl Iterator<Item = &'h [u8]> {
+pub(super) fn list<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> impl Iterator<Item = &'h [u8]> {
     values(headers, name)
         .flat_map(|v| v.split(|&b| b == b','))
         .map(trim)
@@ -306,7 +298,7 @@ fn has_token(headers: &[httparse::Header<'_>], name: &str, token: &[u8]) -> bool
 }
 
 /// `bytes` without leading and trailing spaces and tabs (RFC 7230 OWS).
-fn trim(bytes: &[u8]) -> &[u8] {
+pub(super) fn trim(bytes: &[u8]) -> &[u8] {
     let ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
@@ -352,15 +344,10 @@ pub fn upgrade_response(up: &Upgrade) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The answer to [`Request::Health`]: `200 OK` with body `ok\n`, then the connection closes.
-pub fn health_response() -> Vec<u8> {
-    plain_response(200, "", "ok\n")
-}
-
-/// A complete `text/plain` response with `Connection: close` and `extra` header lines.
-fn plain_response(status: u16, extra: &str, body: &str) -> Vec<u8> {
+/// A complete `application/json` response with `Connection: close` and `extra` header lines.
+fn json_response(status: u16, extra: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
         reason_phrase(status),
         body.len(),
@@ -368,16 +355,20 @@ fn plain_response(status: u16, extra: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The standard reason phrase for the statuses this module sends (RFC 7231 §6.1, RFC 6585).
+/// The standard reason phrase for the statuses the server sends (RFC 7231 §6.1, RFC 7235 §3.1,
+/// RFC 6585).
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",

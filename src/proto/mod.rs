@@ -6,6 +6,7 @@
 //! from the client side.
 //!
 //! - [`handshake`]: the HTTP/1.1 upgrade (§4), accept key, refusals with their HTTP status.
+//! - [`http`]: the small HTTP API on the same port (publish, channels, metrics, health).
 //! - [`frame`]: frame header parse and encode (§5.2), opcodes.
 //! - [`mask`]: client-to-server masking (§5.3), fast and naive.
 //! - [`utf8`]: streaming, fail-fast UTF-8 validation of text messages (§5.6, §8.1).
@@ -15,6 +16,7 @@
 pub mod close;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod session;
 pub mod utf8;

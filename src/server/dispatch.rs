@@ -8,12 +8,12 @@ use tracing::{debug, info};
 
 use super::{INBOX_BATCH, Server};
 use crate::broadcast::{self, SharedFrame};
-use crate::config::{self, SlowConsumer};
+use crate::config::SlowConsumer;
 use crate::connection::{Connection, Phase};
 use crate::inbox::Command;
-use crate::proto::handshake::{self, Refusal, Request};
+use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
-use crate::proto::{Decoded, close};
+use crate::proto::close;
 
 impl Server {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
@@ -21,38 +21,10 @@ impl Server {
             return;
         };
         match &mut conn.phase {
-            Phase::Handshake { buf, .. } => {
+            Phase::Http { buf, .. } => {
+                let mut buf = std::mem::take(buf);
                 buf.extend_from_slice(data);
-                let policy = handshake::Policy {
-                    default_channel: self.config.default_channel.as_deref(),
-                    allowed_origins: &self.config.allowed_origins,
-                    max_header_bytes: config::MAX_HEADER_BYTES,
-                };
-                match handshake::parse(buf, &policy) {
-                    Ok(Decoded::Partial) => {}
-                    Ok(Decoded::Complete((request, used))) => {
-                        let mut rest = buf.split_off(used);
-                        match request {
-                            Request::Upgrade(up) => {
-                                self.upgrade(key, &up);
-                                if !rest.is_empty() {
-                                    self.on_frames(key, &mut rest);
-                                }
-                            }
-                            Request::Health => self.respond(key, handshake::health_response()),
-                        }
-                    }
-                    Err(refusal) => {
-                        debug!(
-                            key,
-                            status = refusal.status,
-                            reason = refusal.reason,
-                            "refused"
-                        );
-                        self.stats.refused += 1;
-                        self.respond(key, refusal.response());
-                    }
-                }
+                self.serve_http(key, buf);
             }
             Phase::Open { .. } => self.on_frames(key, data),
             Phase::Closing { .. } => {} // Discarded: we only wait for the peer's EOF.
@@ -68,6 +40,12 @@ impl Server {
         };
         self.stats.upgraded += 1;
         self.enqueue(key, handshake::upgrade_response(up));
+        // History goes right behind the 101 and before anything live: both happen within this
+        // turn of the single-threaded loop, so there is no gap and no duplicate at the seam.
+        let conn = &mut self.conns[key];
+        for frame in self.registry.history(sub.channel) {
+            conn.out.push(frame.clone());
+        }
         self.schedule(key);
     }
 
@@ -92,14 +70,27 @@ impl Server {
                     self.fan_out(channel, &frame, except);
                 }
                 Some(Event::Send(pong)) => self.enqueue_urgent(key, pong),
-                Some(Event::Close(frame)) => self.begin_closing(key, frame),
+                Some(Event::Close(frame)) => {
+                    if let Some(f) = &frame {
+                        self.stats.close_sent(f);
+                    }
+                    self.begin_closing(key, frame)
+                }
             }
         }
     }
 
-    /// Queues `frame` for every open subscriber of `channel` except `except`.
-    pub(super) fn fan_out(&mut self, channel: usize, frame: &SharedFrame, except: Option<usize>) {
+    /// Queues `frame` for every open subscriber of `channel` except `except`, and keeps it in
+    /// the channel's history. Returns how many subscribers it was queued for.
+    pub(super) fn fan_out(
+        &mut self,
+        channel: usize,
+        frame: &SharedFrame,
+        except: Option<usize>,
+    ) -> usize {
+        self.registry.record(channel, frame);
         let cap = self.config.max_backpressure;
+        let mut queued = 0;
         for &k in self.registry.subscribers(channel) {
             if Some(k) == except {
                 continue;
@@ -111,7 +102,7 @@ impl Server {
             if over_cap(conn, frame, cap) {
                 // Only bytes the kernel would not take count against the cap: a reader that
                 // keeps up must not be judged by a burst queued within one turn.
-                if let Err(e) = conn.flush() {
+                if let Err(e) = conn.flush(&mut self.stats.bytes_out) {
                     debug!(key = k, error = %e, "write failed"); // Removed at the turn's flush.
                 }
             }
@@ -123,6 +114,7 @@ impl Server {
                         conn.out.discard_unstarted();
                         let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
                         if let Some(f) = close {
+                            self.stats.close_sent(&f);
                             if conn.enqueue(Arc::new(f)) {
                                 self.dirty.push(k);
                             }
@@ -133,16 +125,20 @@ impl Server {
                 continue;
             }
             self.stats.deliveries += 1;
+            queued += 1;
             if conn.enqueue(frame.clone()) {
                 self.dirty.push(k);
             }
         }
+        queued
     }
 
     /// Publishes an already encoded frame to a channel (the inbox path).
-    pub(super) fn publish(&mut self, channel: &str, frame: &SharedFrame) {
-        if let Some(id) = self.registry.lookup(channel) {
-            self.fan_out(id, frame, None);
+    /// Returns how many subscribers it was queued for.
+    pub(super) fn publish(&mut self, channel: &str, frame: &SharedFrame) -> usize {
+        match self.registry.channel_for_publish(channel, self.now) {
+            Some(id) => self.fan_out(id, frame, None),
+            None => 0,
         }
     }
 
@@ -150,7 +146,7 @@ impl Server {
         for _ in 0..INBOX_BATCH {
             match self.inbox.try_next() {
                 Some(Command::Publish { channel, message }) => {
-                    self.publish(&channel, &message.encode())
+                    self.publish(&channel, &message.encode());
                 }
                 Some(Command::Shutdown) => self.begin_shutdown(),
                 None => {
@@ -175,11 +171,12 @@ impl Server {
         for key in keys {
             let conn = &mut self.conns[key];
             match &mut conn.phase {
-                Phase::Handshake { .. } => self.remove(key),
+                Phase::Http { .. } => self.remove(key),
                 Phase::Open { session, .. } => {
                     if let Some(f) =
                         session.close(close::GOING_AWAY, "server shutting down", self.now)
                     {
+                        self.stats.close_sent(&f);
                         self.enqueue(key, f);
                         self.schedule(key);
                     }
@@ -222,11 +219,14 @@ impl Server {
             return;
         }
         match &mut conn.phase {
-            Phase::Handshake { .. } => self.respond(key, Refusal::timeout().response()),
+            Phase::Http { .. } => self.refuse(key, Refusal::timeout()),
             Phase::Closing { .. } => self.remove(key),
             Phase::Open { session, .. } => match session.handle_timeout(now) {
                 Some(Timeout::Ping(f)) => self.enqueue_urgent(key, f),
-                Some(Timeout::Idle(f)) => self.enqueue(key, f),
+                Some(Timeout::Idle(f)) => {
+                    self.stats.close_sent(&f);
+                    self.enqueue(key, f)
+                }
                 Some(Timeout::CloseExpired) => self.remove(key),
                 None => {}
             },

@@ -201,11 +201,11 @@ pub fn expect_eof(s: &mut TcpStream) {
     }
 }
 
-/// Fetches a path with a plain HTTP GET (connection closed by the server).
+/// Fetches a path with a plain HTTP GET that asks the server to close after answering.
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     http(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
 
@@ -244,4 +244,40 @@ pub fn wait_for_line(r: &mut impl BufRead, needle: &str) -> String {
 
 pub fn buffered<R: Read>(r: R) -> BufReader<R> {
     BufReader::new(r)
+}
+
+/// Reads one HTTP response from a persistent connection (by its Content-Length).
+pub fn read_one_response(r: &mut impl BufRead) -> (u16, String, Vec<u8>) {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "EOF inside a response head: {head}");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (status, head, body)
+}
+
+/// A `POST /publish/{channel}` request.
+pub fn publish_request(channel: &str, content_type: &str, body: &[u8], extra: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST /publish/{channel} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
 }

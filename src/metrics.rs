@@ -1,0 +1,112 @@
+//! The loop's counters and their Prometheus text exposition (format 0.0.4).
+//!
+//! Counters are plain integers owned by the loop: the only per-message cost is an increment.
+//! Labelled counters (refusals by status, close frames by code) change rarely and sit in small
+//! ordered maps. Gauges are computed when scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Counters kept by the loop.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// WebSocket handshakes completed.
+    pub upgraded: u64,
+    /// Requests refused with an HTTP error status (upgrades and API calls alike), by status.
+    pub refusals: BTreeMap<u16, u64>,
+    /// Data messages received from WebSocket clients.
+    pub messages_in: u64,
+    /// Frames queued to subscribers.
+    pub deliveries: u64,
+    /// Frames skipped for subscribers over `--max-backpressure` (`--slow-consumer drop`).
+    pub dropped: u64,
+    /// Subscribers closed with 1008 for being over `--max-backpressure`.
+    pub slow_closes: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Close frames sent, by close code.
+    pub closes_sent: BTreeMap<u16, u64>,
+    /// `POST /publish` requests answered, by status.
+    pub publishes: BTreeMap<u16, u64>,
+}
+
+impl Stats {
+    /// Counts a close frame about to be sent (its code is in bytes 2–3).
+    pub fn close_sent(&mut self, frame: &[u8]) {
+        if let [_, _, hi, lo, ..] = *frame {
+            *self.closes_sent.entry(u16::from_be_bytes([hi, lo])).or_default() += 1;
+        }
+    }
+}
+
+/// Values read at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    /// Open connections (any phase).
+    pub connections: usize,
+    /// Bytes queued and not yet written, over all connections.
+    pub queued_bytes: usize,
+    /// Channels that exist.
+    pub channels: usize,
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(stats: &Stats, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{suffix}{labels} {value}");
+        }
+    };
+    let one = |v: u64| [(String::new(), v)];
+    let by = |label: &str, map: &BTreeMap<u16, u64>| -> Vec<(String, u64)> {
+        map.iter().map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), *v)).collect()
+    };
+    metric("fanout_connections", "gauge", "Open connections.", &one(gauges.connections as u64));
+    metric("fanout_connections_accepted", "counter", "TCP connections accepted.", &one(stats.accepted));
+    metric("fanout_upgrades", "counter", "WebSocket handshakes completed.", &one(stats.upgraded));
+    metric(
+        "fanout_refusals",
+        "counter",
+        "Requests refused with an HTTP error status, by status.",
+        &by("status", &stats.refusals),
+    );
+    metric("fanout_messages_received", "counter", "Data messages received from WebSocket clients.", &one(stats.messages_in));
+    metric("fanout_deliveries", "counter", "Frames queued to subscribers.", &one(stats.deliveries));
+    metric("fanout_dropped", "counter", "Frames skipped for slow consumers (--slow-consumer drop).", &one(stats.dropped));
+    metric("fanout_slow_consumer_closes", "counter", "Subscribers closed with 1008 slow consumer.", &one(stats.slow_closes));
+    metric("fanout_received_bytes", "counter", "Bytes read from sockets.", &one(stats.bytes_in));
+    metric("fanout_sent_bytes", "counter", "Bytes written to sockets.", &one(stats.bytes_out));
+    metric("fanout_close_frames_sent", "counter", "Close frames sent, by close code.", &by("code", &stats.closes_sent));
+    metric("fanout_publish_requests", "counter", "POST /publish requests answered, by status.", &by("status", &stats.publishes));
+    metric("fanout_queued_bytes", "gauge", "Bytes queued for connections and not yet written.", &one(gauges.queued_bytes as u64));
+    metric("fanout_channels", "gauge", "Channels that exist.", &one(gauges.channels as u64));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_total_suffix_and_labels() {
+        let mut stats = Stats { accepted: 3, ..Stats::default() };
+        stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
+        stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
+        stats.refusals.insert(400, 1);
+        let text = render(&stats, &Gauges { connections: 2, queued_bytes: 10, channels: 1 });
+        assert!(text.contains("# TYPE fanout_connections gauge\nfanout_connections 2\n"), "{text}");
+        assert!(text.contains("# TYPE fanout_connections_accepted counter\nfanout_connections_accepted_total 3\n"));
+        assert!(text.contains("fanout_close_frames_sent_total{code=\"1001\"} 2\n"));
+        assert!(text.contains("fanout_refusals_total{status=\"400\"} 1\n"));
+        assert!(text.contains("fanout_queued_bytes 10\n"));
+        assert!(text.ends_with("fanout_channels 1\n"));
+    }
+}

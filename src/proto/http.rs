@@ -1,0 +1,223 @@
+//! The plain HTTP/1.1 API served on the WebSocket port: routing and responses.
+//!
+//! [`super::handshake::parse`] reads every request head; one that is not a WebSocket upgrade is
+//! routed here. Persistent connections are the HTTP/1.1 default (RFC 7230 §6.3): a request is
+//! answered and the next one read from the same connection unless it said `Connection: close`.
+//! Errors are [`Refusal`]s: a JSON body, then the connection is closed (after a bad request
+//! the framing of whatever follows cannot be trusted).
+
+use subtle::ConstantTimeEq;
+
+use super::handshake::{Policy, Refusal, is_channel, list, trim, values};
+
+/// A routed API request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// What to do.
+    pub route: Route,
+    /// Whether the connection stays open for another request after the response.
+    pub keep_alive: bool,
+}
+
+/// The API's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`: liveness.
+    Health,
+    /// `GET /`: the embedded demo page.
+    Index,
+    /// `GET /metrics`: Prometheus text exposition.
+    Metrics,
+    /// `GET /channels`: every channel with its subscriber count.
+    Channels,
+    /// `GET /channels/{name}`: one channel (`name` percent-decoded, then a valid channel name).
+    Channel(String),
+    /// `POST /publish/{channel}`: the body, `body_len` bytes after the head, is one message.
+    Publish {
+        /// The channel to publish to (percent-decoded from the path).
+        channel: String,
+        /// Sent as a text frame (`text/*` or `application/json`; must be UTF-8) or binary.
+        text: bool,
+        /// The `Content-Length`.
+        body_len: usize,
+    },
+}
+
+/// The path prefix for publishing.
+pub const PUBLISH_PREFIX: &str = "/publish/";
+/// The path prefix for one channel's info.
+pub const CHANNEL_PREFIX: &str = "/channels/";
+
+impl Refusal {
+    /// `POST /publish` without `Authorization` while `--publish-token` is set.
+    pub const UNAUTHORIZED: Self = Self::new_with(
+        401,
+        "missing Authorization: Bearer token",
+        "WWW-Authenticate: Bearer\r\n",
+    );
+    /// A wrong bearer token.
+    pub const FORBIDDEN_TOKEN: Self = Self::new_with(403, "wrong publish token", "");
+    /// A publish without `Content-Length` (or with chunked encoding, which is not supported).
+    pub const LENGTH_REQUIRED: Self =
+        Self::new_with(411, "Content-Length required (chunked bodies are not supported)", "");
+    /// A `Content-Length` that is not a number.
+    pub const BAD_LENGTH: Self = Self::new_with(400, "invalid Content-Length", "");
+    /// A body over `--max-message`.
+    pub const TOO_LARGE: Self = Self::new_with(413, "body larger than --max-message", "");
+    /// A text body that is not UTF-8.
+    pub const BODY_NOT_UTF8: Self = Self::new_with(400, "text body must be UTF-8", "");
+    /// A method other than `POST` on `/publish/…`.
+    pub const POST_ONLY: Self = Self::new_with(405, "only POST is supported here", "Allow: POST\r\n");
+    /// A method other than `GET` on a read-only endpoint.
+    pub const GET_ONLY: Self = Self::new_with(405, "only GET is supported here", "Allow: GET\r\n");
+    /// `GET /channels/{name}` for a channel nobody is on.
+    pub const NO_SUCH_CHANNEL: Self = Self::new_with(404, "no such channel", "");
+}
+
+/// Routes a complete, syntactically valid request that is not a WebSocket upgrade.
+pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<HttpRequest, Refusal> {
+    let full = req.path.unwrap_or("");
+    let path = full.split_once('?').map_or(full, |(path, _query)| path);
+    let get = req.method == Some("GET");
+    let route = if let Some(channel) = path.strip_prefix(PUBLISH_PREFIX) {
+        if req.method != Some("POST") {
+            return Err(Refusal::POST_ONLY);
+        }
+        publish(req.headers, channel, policy)?
+    } else {
+        let route = match path {
+            "/healthz" => Route::Health,
+            "/" => Route::Index,
+            "/metrics" => Route::Metrics,
+            "/channels" => Route::Channels,
+            _ => match path.strip_prefix(CHANNEL_PREFIX) {
+                Some(name) => Route::Channel(path_channel(name)?),
+                None => return Err(Refusal::NOT_FOUND),
+            },
+        };
+        if !get {
+            return Err(Refusal::GET_ONLY);
+        }
+        route
+    };
+    let close = list(req.headers, "Connection").any(|t| t.eq_ignore_ascii_case(b"close"));
+    Ok(HttpRequest {
+        route,
+        keep_alive: !close,
+    })
+}
+
+fn publish(
+    headers: &[httparse::Header<'_>],
+    channel: &str,
+    policy: &Policy<'_>,
+) -> Result<Route, Refusal> {
+    if let Some(token) = policy.publish_token {
+        let given = trim(header(headers, "Authorization").ok_or(Refusal::UNAUTHORIZED)?);
+        // The auth scheme is case-insensitive (RFC 7235 §2.1); `bearer x` is a Bearer token.
+        let bearer = match given.split_at_checked(7) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"Bearer ") => token,
+            _ => return Err(Refusal::UNAUTHORIZED),
+        };
+        // Constant time, so the token cannot be guessed byte by byte from response timing.
+        if !bool::from(trim(bearer).ct_eq(token.as_bytes())) {
+            return Err(Refusal::FORBIDDEN_TOKEN);
+        }
+    }
+    let channel = path_channel(channel)?;
+    if header(headers, "Transfer-Encoding").is_some() {
+        return Err(Refusal::LENGTH_REQUIRED);
+    }
+    let body_len = content_length(headers)?;
+    if body_len > policy.max_message {
+        return Err(Refusal::TOO_LARGE);
+    }
+    let media = header(headers, "Content-Type").map_or(&b""[..], |v| {
+        trim(v.split(|&b| b == b';').next().unwrap_or_default())
+    });
+    let text = media.len() >= 5 && media[..5].eq_ignore_ascii_case(b"text/")
+        || media.eq_ignore_ascii_case(b"application/json");
+    Ok(Route::Publish {
+        channel,
+        text,
+        body_len,
+    })
+}
+
+/// The body length from `Content-Length`: decimal digits only; repeated lines must agree, since
+/// disagreeing lengths leave the message framing ambiguous (RFC 7230 §3.3.2).
+fn content_length(headers: &[httparse::Header<'_>]) -> Result<usize, Refusal> {
+    let mut lines = values(headers, "Content-Length").map(trim);
+    let first = lines.next().ok_or(Refusal::LENGTH_REQUIRED)?;
+    if first.is_empty() || !first.iter().all(u8::is_ascii_digit) || lines.any(|l| l != first) {
+        return Err(Refusal::BAD_LENGTH);
+    }
+    // All digits, so the only way to fail is a number too big for `usize`: too large, not bad.
+    std::str::from_utf8(first)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(Refusal::TOO_LARGE)
+}
+
+/// The channel named by a path segment: percent-decoded (RFC 3986 §2.1, so a client may send
+/// `encodeURIComponent(name)`), then it must be a valid channel name like a subprotocol offer.
+fn path_channel(segment: &str) -> Result<String, Refusal> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let mut name = Vec::with_capacity(segment.len());
+    let mut bytes = segment.as_bytes().iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let (hi, lo) = (hex(bytes.next()), hex(bytes.next()));
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(Refusal::INVALID_CHANNEL);
+            };
+            name.push(((hi << 4) | lo) as u8);
+        } else {
+            name.push(b);
+        }
+    }
+    if !is_channel(&name) {
+        return Err(Refusal::INVALID_CHANNEL);
+    }
+    // A channel name is ASCII (`tchar`s only), so this cannot fail.
+    String::from_utf8(name).map_err(|_| Refusal::INVALID_CHANNEL)
+}
+
+/// The first value of header `name`.
+fn header<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> Option<&'h [u8]> {
+    values(headers, name).next()
+}
+
+/// A complete `200 OK` response with `body` of `content_type`.
+pub fn ok(content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\n{}\r\n",
+        body.len(),
+        if keep_alive { "" } else { "Connection: close\r\n" },
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A JSON `200 OK`.
+pub fn json(body: &str, keep_alive: bool) -> Vec<u8> {
+    ok("application/json", body.as_bytes(), keep_alive)
+}
+
+/// `s` as a JSON string literal, quotes included (RFC 8259 §7).
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,140 @@
+//! Serving HTTP requests on a connection that has not upgraded: the handshake, and the API
+//! (publish, channels, metrics, health, the demo page) on persistent connections with
+//! pipelined requests answered in order.
+
+use tracing::debug;
+
+use super::Server;
+use crate::broadcast;
+use crate::config;
+use crate::connection::Phase;
+use crate::metrics::{self, Gauges};
+use crate::proto::Decoded;
+use crate::proto::frame::OpCode;
+use crate::proto::handshake::{self, Refusal, Request};
+use crate::proto::http::{self, HttpRequest, Route};
+
+/// The demo page served at `GET /`.
+const INDEX_HTML: &str = include_str!("../web/index.html");
+
+impl Server {
+    /// Answers every complete request in `buf` (the connection's unanswered bytes), in order.
+    pub(super) fn serve_http(&mut self, key: usize, mut buf: Vec<u8>) {
+        let mut pos = 0;
+        loop {
+            let policy = handshake::Policy {
+                default_channel: self.config.default_channel.as_deref(),
+                allowed_origins: &self.config.allowed_origins,
+                max_header_bytes: config::MAX_HEADER_BYTES,
+                max_message: self.config.max_message,
+                publish_token: self.config.publish_token.as_deref(),
+            };
+            match handshake::parse(&buf[pos..], &policy) {
+                Ok(Decoded::Partial) => break,
+                Err(refusal) => {
+                    if buf[pos..].starts_with(b"POST /publish/") {
+                        *self.stats.publishes.entry(refusal.status).or_default() += 1;
+                    }
+                    return self.refuse(key, refusal);
+                }
+                Ok(Decoded::Complete((Request::Upgrade(up), used))) => {
+                    let mut rest = buf.split_off(pos + used);
+                    self.upgrade(key, &up);
+                    if !rest.is_empty() {
+                        self.on_frames(key, &mut rest);
+                    }
+                    return;
+                }
+                Ok(Decoded::Complete((Request::Http(req), used))) => {
+                    let body_start = pos + used;
+                    let body_len = match &req.route {
+                        Route::Publish { body_len, .. } => *body_len,
+                        _ => 0,
+                    };
+                    if buf.len() < body_start + body_len {
+                        break; // The body is still arriving (bounded by --max-message).
+                    }
+                    pos = body_start + body_len;
+                    if !self.answer(key, req, &buf[body_start..pos]) {
+                        return;
+                    }
+                }
+            }
+        }
+        buf.drain(..pos);
+        let idle_deadline = self.now + self.config.handshake_timeout;
+        if let Some(Phase::Http { buf: b, deadline }) = self.conns.get_mut(key).map(|c| &mut c.phase)
+        {
+            *b = buf;
+            if pos > 0 {
+                *deadline = idle_deadline; // A persistent connection's idle time starts anew.
+            }
+        }
+    }
+
+    /// Answers one API request; returns whether the connection stays open for the next.
+    fn answer(&mut self, key: usize, req: HttpRequest, body: &[u8]) -> bool {
+        let keep_alive = req.keep_alive;
+        let response = match req.route {
+            Route::Health => http::ok("text/plain; charset=utf-8", b"ok\n", keep_alive),
+            Route::Index => http::ok("text/html; charset=utf-8", INDEX_HTML.as_bytes(), keep_alive),
+            Route::Metrics => {
+                let text = self.render_metrics();
+                http::ok("text/plain; version=0.0.4; charset=utf-8", text.as_bytes(), keep_alive)
+            }
+            Route::Channels => {
+                let list: Vec<String> = self.registry.iter().map(channel_json).collect();
+                http::json(&format!("[{}]", list.join(",")), keep_alive)
+            }
+            Route::Channel(name) => match self.registry.lookup(&name).and_then(|id| self.registry.info(id)) {
+                Some(info) => http::json(&channel_json(info), keep_alive),
+                None => {
+                    self.refuse(key, Refusal::NO_SUCH_CHANNEL);
+                    return false;
+                }
+            },
+            Route::Publish { channel, text, .. } => {
+                if text && simdutf8::basic::from_utf8(body).is_err() {
+                    *self.stats.publishes.entry(400).or_default() += 1;
+                    self.refuse(key, Refusal::BODY_NOT_UTF8);
+                    return false;
+                }
+                let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                let subscribers = self.publish(&channel, &broadcast::encode(opcode, body));
+                *self.stats.publishes.entry(200).or_default() += 1;
+                let json = format!("{{\"channel\":\"{channel}\",\"subscribers\":{subscribers}}}");
+                http::json(&json, keep_alive)
+            }
+        };
+        if keep_alive {
+            self.enqueue(key, response);
+        } else {
+            self.respond(key, response);
+        }
+        keep_alive
+    }
+
+    /// Sends a refusal and closes.
+    pub(super) fn refuse(&mut self, key: usize, refusal: Refusal) {
+        debug!(key, status = refusal.status, reason = refusal.reason, "refused");
+        *self.stats.refusals.entry(refusal.status).or_default() += 1;
+        self.respond(key, refusal.response());
+    }
+
+    fn render_metrics(&self) -> String {
+        let gauges = Gauges {
+            connections: self.conns.len(),
+            queued_bytes: self.conns.iter().map(|(_, c)| c.out.queued_bytes()).sum(),
+            channels: self.registry.channel_count(),
+        };
+        metrics::render(&self.stats, &gauges)
+    }
+}
+
+/// One channel as JSON. Names are RFC 7230 tokens, which hold no character JSON must escape.
+fn channel_json(info: crate::registry::ChannelInfo<'_>) -> String {
+    format!(
+        "{{\"name\":\"{}\",\"subscribers\":{},\"history\":{}}}",
+        info.name, info.subscribers, info.history
+    )
+}
