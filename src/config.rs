@@ -1,12 +1,30 @@
-//! Every limit and default of the server, each with the reason it has the value it has.
+//! Every limit and default of the server, each with the reason it has the value it has, and the
+//! layers a setting is read from.
 //!
 //! The same struct is the command line (`clap` derive) and the library's configuration, so a
 //! default is written exactly once: [`Config::default`] is what `fanout` with no flags runs.
+//!
+//! # Layers
+//!
+//! A setting takes the first of: its flag, its `FANOUT_<FLAG>` environment variable, the
+//! `--config` TOML file, its default. Clap resolves flags, variables and defaults, and
+//! `ArgMatches::value_source` says which one it used; the file then fills in only the settings
+//! whose value is a default or unset. In the file, each key is the field's name in kebab-case
+//! (`max-message`, the flag's own name; the list `allowed-origins` is the one key spelled
+//! differently from its repeatable flag `--allowed-origin`); durations and sizes are strings in
+//! the flags' syntax. [`Config::to_toml`] writes that format, so `fanout --print-config` output
+//! is a valid file.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use std::{fmt, fs, io};
 
-use clap::{Parser, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 /// Largest HTTP request head accepted during the handshake (431 beyond it). Browsers send well
 /// under 2 KiB; 8 KiB is what common proxies allow and bounds memory per pending handshake.
@@ -15,6 +33,10 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Bytes read from a socket per `read` call into the loop's one shared read buffer. Large
 /// enough to take many small frames per syscall; shared, so idle connections cost none of it.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The listen backlog: how many connections may wait to be accepted. Deep enough for a ramp of
+/// thousands of connects per second (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// How many connections past `--max-connections` may be held briefly to be sent a `503`, so a
 /// flood of connections gets an answer without growing memory without bound; beyond that, extra
@@ -26,7 +48,8 @@ pub const REFUSAL_SLACK: usize = 256;
 pub const RESERVED_FDS: usize = 32;
 
 /// What to do with a subscriber whose queued output exceeds `--max-backpressure`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SlowConsumer {
     /// Close it with 1008 "slow consumer" (a chat client that cannot keep up reconnects and
     /// resyncs rather than silently missing messages).
@@ -37,86 +60,443 @@ pub enum SlowConsumer {
 }
 
 /// The server's configuration: `fanout --help` documents every field.
-#[derive(Clone, Debug, Parser)]
-#[command(name = "fanout", version, about = "A WebSocket pub/sub broadcast server", long_about = None)]
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "FANOUT_LISTEN")]
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Channel for clients that offer no Sec-WebSocket-Protocol; without it they are refused (400).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, env = "FANOUT_DEFAULT_CHANNEL", value_name = "NAME")]
     pub default_channel: Option<String>,
 
     /// Also deliver each message back to its sender.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_ECHO", value_parser = BoolishValueParser::new())]
     pub echo: bool,
 
-    /// Allowed Origin header value (repeatable); when given, any other Origin is refused (403).
-    /// Requests without an Origin (non-browser clients) are allowed.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    /// Allowed Origin header value (repeatable, or comma-separated); when given, any other
+    /// Origin is refused (403). Requests without an Origin (non-browser clients) are allowed.
+    #[arg(long = "allowed-origin", env = "FANOUT_ALLOWED_ORIGIN")]
+    #[arg(value_name = "ORIGIN", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
     /// Close connections that have not completed the handshake within this time (with 408).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "FANOUT_HANDSHAKE_TIMEOUT")]
+    #[arg(value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// Largest message (sum of its fragments) a client may send; larger closes with 1009.
-    #[arg(long, value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, env = "FANOUT_MAX_MESSAGE")]
+    #[arg(value_name = "BYTES", default_value = "1MiB", value_parser = parse_size)]
     pub max_message: usize,
 
     /// Cap on a connection's queued-but-unwritten bytes (counted per connection even though
     /// broadcast bytes are shared); see --slow-consumer.
-    #[arg(long, value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
+    #[arg(long, env = "FANOUT_MAX_BACKPRESSURE")]
+    #[arg(value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_backpressure: usize,
 
     /// What happens to a subscriber over --max-backpressure.
-    #[arg(long, value_name = "POLICY", value_enum, default_value = "close")]
+    #[arg(long, env = "FANOUT_SLOW_CONSUMER")]
+    #[arg(value_name = "POLICY", value_enum, default_value = "close")]
     pub slow_consumer: SlowConsumer,
 
     /// Interval between server pings to each connection.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "FANOUT_PING_INTERVAL")]
+    #[arg(value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// Close a connection that has sent nothing (pongs included) for this long.
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    #[arg(long, env = "FANOUT_IDLE_TIMEOUT")]
+    #[arg(value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Most simultaneous connections; extras are refused with 503. Default: the open-file
     /// limit minus a small reserve.
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "FANOUT_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
     /// After sending a close frame, how long to wait for the peer's close before dropping it.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "FANOUT_CLOSE_TIMEOUT")]
+    #[arg(value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
-    /// TEMPORARY (being replaced): publish token.
-    #[arg(long, value_name = "TOKEN")]
+    /// On SIGINT/SIGTERM, how long to flush close frames before exiting anyway.
+    #[arg(long, env = "FANOUT_SHUTDOWN_TIMEOUT")]
+    #[arg(value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Token that POST /publish/... requires as `Authorization: Bearer TOKEN`. Unset by
+    /// default, so publishing is open, which suits the default localhost listen address: set
+    /// one before listening anywhere else. Prefer the environment variable, which `ps` does not
+    /// show.
+    #[arg(long, env = "FANOUT_PUBLISH_TOKEN", hide_env_values = true)]
+    #[arg(value_name = "TOKEN")]
     pub publish_token: Option<String>,
 
-    /// TEMPORARY: history length.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Broadcast frames each channel keeps for late joiners, sent right after the 101. Default
+    /// 0: history holds memory per channel and changes what a new subscriber first sees, so a
+    /// deployment opts in (a dashboard of latest values wants 1).
+    #[arg(long, env = "FANOUT_HISTORY", value_name = "N", default_value_t = 0)]
     pub history: usize,
 
-    /// TEMPORARY: history ttl.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    /// How long a channel with history but no subscribers keeps it. Default 5m: long enough to
+    /// ride over a deploy or a dashboard's reconnect, short enough that abandoned channel names
+    /// do not pile up.
+    #[arg(long, env = "FANOUT_HISTORY_TTL")]
+    #[arg(value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub history_ttl: Duration,
+}
 
-    /// On SIGINT/SIGTERM, how long to flush close frames before exiting anyway.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
+/// The `fanout` command line: the settings, plus where to read more and what to do with them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fanout",
+    version,
+    about = "A WebSocket pub/sub broadcast server",
+    long_about = None,
+    after_help = "Each setting takes the first of: its flag, its FANOUT_* environment variable, \
+                  the --config file, its default. Lists in the environment are comma-separated; \
+                  booleans take true/false (also 1/0, yes/no, on/off)."
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Config,
+
+    /// TOML file of settings, keyed by flag name (fanout.example.toml lists them all); flags
+    /// and FANOUT_* variables override it.
+    #[arg(long, env = "FANOUT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (a valid --config file) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// What the command line asked for, with every layer applied.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// The `--config` file it was read from, if any.
+    pub file: Option<PathBuf>,
+    /// `--print-config`: print [`Config::to_toml`] and exit instead of serving.
+    pub print_config: bool,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A bad flag or environment variable, or `--help`/`--version` (which clap prints on exit).
+    Cli(clap::Error),
+    /// The `--config` file could not be read.
+    Read {
+        /// The file as given.
+        path: PathBuf,
+        /// What reading it failed with.
+        source: io::Error,
+    },
+    /// The `--config` file is not TOML, has a key that is not a setting, or a bad value.
+    File {
+        /// The file as given.
+        path: PathBuf,
+        /// The parser's message: the key, the line, and what is wrong with it.
+        message: String,
+    },
 }
 
 impl Default for Config {
+    /// The documented defaults, whatever `FANOUT_*` variables the process has.
     fn default() -> Self {
-        Config::parse_from(["fanout"])
+        let matches = command(false)
+            .try_get_matches_from(["fanout"])
+            .expect("the defaults parse");
+        Config::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl Config {
+    /// The process's configuration: its arguments, its `FANOUT_*` variables and `--config`.
+    pub fn load() -> Result<Loaded, ConfigError> {
+        Config::load_from(std::env::args_os())
+    }
+
+    /// As [`Config::load`], from the given arguments (the first is the program name); the
+    /// environment is still the process's own.
+    pub fn load_from<I, T>(args: I) -> Result<Loaded, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        load(command(true), args)
+    }
+
+    /// The defaults with a TOML file's settings over them (no flags, no environment).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        read_file(path)?.apply(&mut config, |_| false);
+        Ok(config)
+    }
+
+    /// The configuration in the `--config` file format. Unset options are left out.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&FileConfig::from(self)).expect("every setting is TOML")
+    }
+}
+
+impl ConfigError {
+    /// Prints the error and exits like clap: `--help` and `--version` to stdout with 0,
+    /// anything else to stderr with 2.
+    pub fn exit(&self) -> ! {
+        match self {
+            ConfigError::Cli(e) => e.exit(),
+            e => {
+                eprintln!("error: {e}");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Cli(e) => write!(f, "{e}"),
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            ConfigError::File { path, message } => {
+                write!(f, "invalid config file {}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Cli(e) => Some(e),
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::File { .. } => None,
+        }
+    }
+}
+
+/// The command line; without `read_env`, `FANOUT_*` variables are ignored.
+fn command(read_env: bool) -> clap::Command {
+    let cmd = Cli::command();
+    if read_env {
+        cmd
+    } else {
+        cmd.mut_args(|arg| arg.env(None))
+    }
+}
+
+fn load<I, T>(cmd: clap::Command, args: I) -> Result<Loaded, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = cmd.try_get_matches_from(args).map_err(ConfigError::Cli)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Cli)?;
+    let mut config = cli.settings;
+    if let Some(path) = &cli.config {
+        read_file(path)?.apply(&mut config, |id| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        });
+    }
+    Ok(Loaded {
+        config,
+        file: cli.config,
+        print_config: cli.print_config,
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_toml(&text).map_err(|message| ConfigError::File {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Parses the file; an error names the offending key before the parser's own message (which
+/// shows the line but, for a bad value, names the key only in that excerpt).
+fn parse_toml(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.to_string().trim_end().to_owned();
+        match culprit(text) {
+            Some(key) => format!("key `{key}`: {message}"),
+            None => message,
+        }
+    })
+}
+
+/// The first key whose entry does not parse on its own.
+fn culprit(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    table.into_iter().find_map(|(key, value)| {
+        let alone = toml::Value::Table(toml::Table::from_iter([(key.clone(), value)]));
+        alone.try_into::<FileConfig>().is_err().then_some(key)
+    })
+}
+
+/// The file format: every setting optional, keyed by its field name in kebab-case.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    default_channel: Option<String>,
+    echo: Option<bool>,
+    allowed_origins: Option<Vec<String>>,
+    #[serde(with = "duration")]
+    handshake_timeout: Option<Duration>,
+    #[serde(with = "size")]
+    max_message: Option<usize>,
+    #[serde(with = "size")]
+    max_backpressure: Option<usize>,
+    slow_consumer: Option<SlowConsumer>,
+    #[serde(with = "duration")]
+    ping_interval: Option<Duration>,
+    #[serde(with = "duration")]
+    idle_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+    #[serde(with = "duration")]
+    close_timeout: Option<Duration>,
+    #[serde(with = "duration")]
+    shutdown_timeout: Option<Duration>,
+    publish_token: Option<String>,
+    history: Option<usize>,
+    #[serde(with = "duration")]
+    history_ttl: Option<Duration>,
+}
+
+impl FileConfig {
+    /// Sets each setting the file has, unless `explicit(id)` says a flag or variable gave it.
+    fn apply(self, config: &mut Config, explicit: impl Fn(&str) -> bool) {
+        macro_rules! layer {
+            ($($field:ident),* $(,)?) => {$(
+                if let Some(value) = self.$field {
+                    if !explicit(stringify!($field)) {
+                        config.$field = value.into();
+                    }
+                }
+            )*};
+        }
+        layer! {
+            listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
+            max_backpressure, slow_consumer, ping_interval, idle_timeout, max_connections,
+            close_timeout, shutdown_timeout, publish_token, history, history_ttl
+        }
+    }
+}
+
+impl From<&Config> for FileConfig {
+    fn from(c: &Config) -> Self {
+        FileConfig {
+            listen: Some(c.listen),
+            default_channel: c.default_channel.clone(),
+            echo: Some(c.echo),
+            allowed_origins: Some(c.allowed_origins.clone()),
+            handshake_timeout: Some(c.handshake_timeout),
+            max_message: Some(c.max_message),
+            max_backpressure: Some(c.max_backpressure),
+            slow_consumer: Some(c.slow_consumer),
+            ping_interval: Some(c.ping_interval),
+            idle_timeout: Some(c.idle_timeout),
+            max_connections: c.max_connections,
+            close_timeout: Some(c.close_timeout),
+            shutdown_timeout: Some(c.shutdown_timeout),
+            publish_token: c.publish_token.clone(),
+            history: Some(c.history),
+            history_ttl: Some(c.history_ttl),
+        }
+    }
+}
+
+/// Durations in the file: strings in the flags' syntax.
+mod duration {
+    use super::*;
+    use serde::{Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Some).map_err(D::Error::custom)
+    }
+}
+
+/// Sizes in the file: strings in the flags' syntax, or plain integers (bytes).
+mod size {
+    use super::*;
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => s.serialize_str(&format_size(*n)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_any(SizeVisitor).map(Some)
+    }
+
+    struct SizeVisitor;
+
+    impl Visitor<'_> for SizeVisitor {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size such as \"64KiB\" or \"1MiB\", or a number of bytes")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<usize, E> {
+            parse_size(s).map_err(E::custom)
+        }
+
+        fn visit_i64<E: Error>(self, n: i64) -> Result<usize, E> {
+            usize::try_from(n).map_err(|_| E::custom(format!("invalid size {n}")))
+        }
     }
 }
 
 /// Parses `10s`, `500ms`, `2m` (humantime syntax).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Writes a duration in the largest unit that divides it exactly (`75s`, `5m`, `500ms`), so
+/// [`parse_duration`] reads it back unchanged.
+pub fn format_duration(d: Duration) -> String {
+    const UNITS: [(u128, &str); 7] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    let ns = d.as_nanos();
+    match UNITS.iter().find(|(unit, _)| ns % unit == 0 && ns > 0) {
+        Some((unit, name)) => format!("{}{name}", ns / unit),
+        None => "0s".to_owned(),
+    }
 }
 
 /// Parses a byte size: `1048576`, `64KiB`, `1MiB`, `1GiB` (also `KB`/`MB`/`GB` as powers of 1024).
@@ -140,6 +520,18 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// Writes a byte size in the largest binary unit that divides it exactly (`1MiB`, `300`), so
+/// [`parse_size`] reads it back unchanged.
+pub fn format_size(n: usize) -> String {
+    match [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+        .into_iter()
+        .find(|&(unit, _)| n % unit == 0 && n > 0)
+    {
+        Some((unit, name)) => format!("{}{name}", n / unit),
+        None => n.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +548,9 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(75));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, None);
+        assert_eq!(c.publish_token, None);
+        assert_eq!(c.history, 0);
+        assert_eq!(c.history_ttl, Duration::from_secs(300));
         assert!(!c.echo);
     }
 
@@ -172,25 +567,166 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_durations_format_in_their_largest_exact_unit() {
+        for (n, text) in [(0, "0"), (300, "300"), (65536, "64KiB"), (1 << 20, "1MiB")] {
+            assert_eq!(format_size(n), text);
+            assert_eq!(parse_size(text), Ok(n));
+        }
+        for (ms, text) in [(0, "0s"), (500, "500ms"), (75_000, "75s"), (300_000, "5m")] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
+        let odd = Duration::from_nanos(1_500);
+        assert_eq!(parse_duration(&format_duration(odd)), Ok(odd));
+    }
+
+    /// Loads without the process's `FANOUT_*` variables, so these tests do not depend on them.
+    fn load_args(args: &[&str]) -> Result<Loaded, ConfigError> {
+        load(
+            command(false),
+            std::iter::once("fanout").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
     fn flags_override_defaults() {
-        let c = Config::parse_from([
-            "fanout",
+        let c = load_args(&[
             "--echo",
             "--allowed-origin",
             "https://a",
             "--allowed-origin",
-            "https://b",
+            "https://b,https://c",
             "--slow-consumer",
             "drop",
             "--max-message",
             "64KiB",
             "--ping-interval",
             "500ms",
-        ]);
+            "--history",
+            "3",
+            "--history-ttl",
+            "1m",
+            "--publish-token",
+            "s3cret",
+        ])
+        .unwrap()
+        .config;
         assert!(c.echo);
-        assert_eq!(c.allowed_origins, vec!["https://a", "https://b"]);
+        assert_eq!(c.allowed_origins, ["https://a", "https://b", "https://c"]);
         assert_eq!(c.slow_consumer, SlowConsumer::Drop);
         assert_eq!(c.max_message, 65536);
         assert_eq!(c.ping_interval, Duration::from_millis(500));
+        assert_eq!(c.history, 3);
+        assert_eq!(c.history_ttl, Duration::from_secs(60));
+        assert_eq!(c.publish_token.as_deref(), Some("s3cret"));
+    }
+
+    /// A configuration with every setting away from its default.
+    fn everything_set() -> Config {
+        Config {
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            default_channel: Some("lobby".into()),
+            echo: true,
+            allowed_origins: vec!["https://a".into(), "https://b".into()],
+            handshake_timeout: Duration::from_millis(1500),
+            max_message: 300,
+            max_backpressure: 64 << 10,
+            slow_consumer: SlowConsumer::Drop,
+            ping_interval: Duration::from_secs(7),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: Some(1000),
+            close_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(60),
+            publish_token: Some("s3cret".into()),
+            history: 10,
+            history_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn every_setting_round_trips_through_the_file_format() {
+        let c = everything_set();
+        let mut back = Config::default();
+        parse_toml(&c.to_toml())
+            .unwrap()
+            .apply(&mut back, |_| false);
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn file_keys_are_the_settings_in_kebab_case() {
+        let table: toml::Table = toml::from_str(&everything_set().to_toml()).unwrap();
+        let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let ids: Vec<String> = Config::augment_args(clap::Command::new("x"))
+            .get_arguments()
+            .map(|a| a.get_id().as_str().replace('_', "-"))
+            .collect();
+        let mut sorted_ids = ids.clone();
+        sorted_ids.sort();
+        assert_eq!(keys, sorted_ids, "one file key per flag");
+    }
+
+    #[test]
+    fn file_fills_only_what_flags_left_at_default() {
+        let dir = std::env::temp_dir().join(format!("fanout-config-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("layers.toml");
+        fs::write(
+            &path,
+            "max-message = \"2KiB\"\nhistory = 4\ndefault-channel = \"file\"\necho = true\n",
+        )
+        .unwrap();
+        let loaded = load_args(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--max-message",
+            "3KiB",
+            "--default-channel",
+            "flag",
+        ])
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.max_message, 3 << 10, "flag beats file");
+        assert_eq!(
+            c.default_channel.as_deref(),
+            Some("flag"),
+            "flag beats file"
+        );
+        assert_eq!(c.history, 4, "file beats default");
+        assert!(c.echo, "file beats default");
+        assert_eq!(c.idle_timeout, Duration::from_secs(75), "default");
+        assert_eq!(loaded.file.as_deref(), Some(path.as_path()));
+        assert!(!loaded.print_config);
+        assert_eq!(Config::from_file(&path).unwrap().max_message, 2 << 10);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let e = parse_toml("listen = \"127.0.0.1:1\"\nmax-mesage = 5\n").unwrap_err();
+        assert!(e.starts_with("key `max-mesage`: "), "{e}");
+        assert!(e.contains("unknown field `max-mesage`"), "{e}");
+        let e = parse_toml("echo = true\nidle-timeout = \"75\"\n").unwrap_err();
+        assert!(e.starts_with("key `idle-timeout`: "), "{e}");
+        assert!(e.contains("invalid duration \"75\""), "{e}");
+        let e = parse_toml("max-message = \"1TB\"\n").unwrap_err();
+        assert!(e.starts_with("key `max-message`: "), "{e}");
+        assert!(e.contains("invalid size unit"), "{e}");
+        let e = parse_toml("max-message = true\n").unwrap_err();
+        assert!(e.starts_with("key `max-message`: "), "{e}");
+        assert!(e.contains("expected a size such as"), "{e}");
+        let e = parse_toml("slow-consumer = \"wait\"\n").unwrap_err();
+        assert!(e.starts_with("key `slow-consumer`: "), "{e}");
+        assert!(e.contains("unknown variant `wait`"), "{e}");
+    }
+
+    #[test]
+    fn sizes_in_the_file_may_be_plain_integers() {
+        let mut c = Config::default();
+        parse_toml("max-message = 4096\n")
+            .unwrap()
+            .apply(&mut c, |_| false);
+        assert_eq!(c.max_message, 4096);
     }
 }

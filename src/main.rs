@@ -1,10 +1,9 @@
-//! The `fanout` binary: parse the configuration, raise the open-file limit, run the server
-//! until SIGINT/SIGTERM.
+//! The `fanout` binary: load the configuration (flags > `FANOUT_*` > `--config` file >
+//! defaults), print it if asked, raise the open-file limit, run the server until SIGINT/SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use fanout::{Config, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -19,7 +18,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = Config::parse();
+    // Bad settings exit with 2 and say which flag, variable or file key is wrong.
+    let loaded = Config::load().unwrap_or_else(|e| e.exit());
+    let config = loaded.config;
+    if loaded.print_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(file) = &loaded.file {
+        info!(file = %file.display(), "configuration file loaded");
+    }
 
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => info!(limit, "open-file limit"),

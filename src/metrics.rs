@@ -38,7 +38,10 @@ impl Stats {
     /// Counts a close frame about to be sent (its code is in bytes 2–3).
     pub fn close_sent(&mut self, frame: &[u8]) {
         if let [_, _, hi, lo, ..] = *frame {
-            *self.closes_sent.entry(u16::from_be_bytes([hi, lo])).or_default() += 1;
+            *self
+                .closes_sent
+                .entry(u16::from_be_bytes([hi, lo]))
+                .or_default() += 1;
         }
     }
 }
@@ -67,27 +70,94 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     };
     let one = |v: u64| [(String::new(), v)];
     let by = |label: &str, map: &BTreeMap<u16, u64>| -> Vec<(String, u64)> {
-        map.iter().map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), *v)).collect()
+        map.iter()
+            .map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), *v))
+            .collect()
     };
-    metric("fanout_connections", "gauge", "Open connections.", &one(gauges.connections as u64));
-    metric("fanout_connections_accepted", "counter", "TCP connections accepted.", &one(stats.accepted));
-    metric("fanout_upgrades", "counter", "WebSocket handshakes completed.", &one(stats.upgraded));
+    metric(
+        "fanout_connections",
+        "gauge",
+        "Open connections.",
+        &one(gauges.connections as u64),
+    );
+    metric(
+        "fanout_connections_accepted",
+        "counter",
+        "TCP connections accepted.",
+        &one(stats.accepted),
+    );
+    metric(
+        "fanout_upgrades",
+        "counter",
+        "WebSocket handshakes completed.",
+        &one(stats.upgraded),
+    );
     metric(
         "fanout_refusals",
         "counter",
         "Requests refused with an HTTP error status, by status.",
         &by("status", &stats.refusals),
     );
-    metric("fanout_messages_received", "counter", "Data messages received from WebSocket clients.", &one(stats.messages_in));
-    metric("fanout_deliveries", "counter", "Frames queued to subscribers.", &one(stats.deliveries));
-    metric("fanout_dropped", "counter", "Frames skipped for slow consumers (--slow-consumer drop).", &one(stats.dropped));
-    metric("fanout_slow_consumer_closes", "counter", "Subscribers closed with 1008 slow consumer.", &one(stats.slow_closes));
-    metric("fanout_received_bytes", "counter", "Bytes read from sockets.", &one(stats.bytes_in));
-    metric("fanout_sent_bytes", "counter", "Bytes written to sockets.", &one(stats.bytes_out));
-    metric("fanout_close_frames_sent", "counter", "Close frames sent, by close code.", &by("code", &stats.closes_sent));
-    metric("fanout_publish_requests", "counter", "POST /publish requests answered, by status.", &by("status", &stats.publishes));
-    metric("fanout_queued_bytes", "gauge", "Bytes queued for connections and not yet written.", &one(gauges.queued_bytes as u64));
-    metric("fanout_channels", "gauge", "Channels that exist.", &one(gauges.channels as u64));
+    metric(
+        "fanout_messages_received",
+        "counter",
+        "Data messages received from WebSocket clients.",
+        &one(stats.messages_in),
+    );
+    metric(
+        "fanout_deliveries",
+        "counter",
+        "Frames queued to subscribers.",
+        &one(stats.deliveries),
+    );
+    metric(
+        "fanout_dropped",
+        "counter",
+        "Frames skipped for slow consumers (--slow-consumer drop).",
+        &one(stats.dropped),
+    );
+    metric(
+        "fanout_slow_consumer_closes",
+        "counter",
+        "Subscribers closed with 1008 slow consumer.",
+        &one(stats.slow_closes),
+    );
+    metric(
+        "fanout_received_bytes",
+        "counter",
+        "Bytes read from sockets.",
+        &one(stats.bytes_in),
+    );
+    metric(
+        "fanout_sent_bytes",
+        "counter",
+        "Bytes written to sockets.",
+        &one(stats.bytes_out),
+    );
+    metric(
+        "fanout_close_frames_sent",
+        "counter",
+        "Close frames sent, by close code.",
+        &by("code", &stats.closes_sent),
+    );
+    metric(
+        "fanout_publish_requests",
+        "counter",
+        "POST /publish requests answered, by status.",
+        &by("status", &stats.publishes),
+    );
+    metric(
+        "fanout_queued_bytes",
+        "gauge",
+        "Bytes queued for connections and not yet written.",
+        &one(gauges.queued_bytes as u64),
+    );
+    metric(
+        "fanout_channels",
+        "gauge",
+        "Channels that exist.",
+        &one(gauges.channels as u64),
+    );
     out
 }
 
@@ -97,13 +167,28 @@ mod tests {
 
     #[test]
     fn renders_counters_with_total_suffix_and_labels() {
-        let mut stats = Stats { accepted: 3, ..Stats::default() };
+        let mut stats = Stats {
+            accepted: 3,
+            ..Stats::default()
+        };
         stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
         stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
         stats.refusals.insert(400, 1);
-        let text = render(&stats, &Gauges { connections: 2, queued_bytes: 10, channels: 1 });
-        assert!(text.contains("# TYPE fanout_connections gauge\nfanout_connections 2\n"), "{text}");
-        assert!(text.contains("# TYPE fanout_connections_accepted counter\nfanout_connections_accepted_total 3\n"));
+        let text = render(
+            &stats,
+            &Gauges {
+                connections: 2,
+                queued_bytes: 10,
+                channels: 1,
+            },
+        );
+        assert!(
+            text.contains("# TYPE fanout_connections gauge\nfanout_connections 2\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# TYPE fanout_connections_accepted counter\nfanout_connections_accepted_total 3\n"
+        ));
         assert!(text.contains("fanout_close_frames_sent_total{code=\"1001\"} 2\n"));
         assert!(text.contains("fanout_refusals_total{status=\"400\"} 1\n"));
         assert!(text.contains("fanout_queued_bytes 10\n"));

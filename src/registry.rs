@@ -157,7 +157,10 @@ impl Registry {
 
     /// The frames a new subscriber of `channel` is sent first, oldest first.
     pub fn history(&self, channel: usize) -> impl Iterator<Item = &SharedFrame> {
-        self.channels.get(channel).into_iter().flat_map(|c| &c.history)
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flat_map(|c| &c.history)
     }
 
     /// Forgets channels whose history outlived its TTL with no subscriber.
@@ -265,7 +268,11 @@ mod tests {
         assert_eq!(got, [2, 3, 4]);
         assert_eq!(
             r.info(ch),
-            Some(ChannelInfo { name: "feed", subscribers: 0, history: 3 })
+            Some(ChannelInfo {
+                name: "feed",
+                subscribers: 0,
+                history: 3
+            })
         );
     }
 

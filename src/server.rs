@@ -21,9 +21,9 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config};
 use crate::connection::{Connection, Phase};
 use crate::inbox::{Handle, Inbox};
+use crate::metrics::Stats;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::Limits;
-use crate::metrics::Stats;
 use crate::registry::{Registry, Subscription};
 use crate::timers::Timers;
 
@@ -82,7 +82,7 @@ impl Server {
             }
         }
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = listen(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let inbox = Inbox::new(Waker::new(poll.registry(), WAKER)?);
@@ -379,4 +379,17 @@ impl Server {
         dirty.clear();
         self.dirty = dirty;
     }
+}
+
+/// Binds a non-blocking listener with a deep accept queue. mio's own `bind` listens with a
+/// backlog of 128, which a burst of connects overflows: every dropped SYN then costs its
+/// client a one-second retransmit. The kernel caps the value at `net.core.somaxconn`.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(config::LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
 }

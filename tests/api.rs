@@ -26,14 +26,21 @@ fn publish_delivers_text_or_binary_by_content_type_and_counts_subscribers() {
         assert_eq!(resp, r#"{"channel":"news","subscribers":2}"#);
         for sub in &mut subs {
             let f = read_frame(sub);
-            assert_eq!((f.opcode, f.payload.as_slice()), (opcode, body), "{content_type}");
+            assert_eq!(
+                (f.opcode, f.payload.as_slice()),
+                (opcode, body),
+                "{content_type}"
+            );
         }
     }
     let (status, _, resp) = http(
         server.addr,
         &publish_request("empty", "text/plain", b"x", "Connection: close\r\n"),
     );
-    assert_eq!((status, resp.as_str()), (200, r#"{"channel":"empty","subscribers":0}"#));
+    assert_eq!(
+        (status, resp.as_str()),
+        (200, r#"{"channel":"empty","subscribers":0}"#)
+    );
 }
 
 #[test]
@@ -43,19 +50,28 @@ fn pipelined_publishes_on_one_connection_are_answered_in_order() {
     let mut conn = connect(server.addr);
     let mut batch = Vec::new();
     for i in 0..1000u32 {
-        batch.extend(publish_request("feed", "application/octet-stream", &i.to_be_bytes(), ""));
+        batch.extend(publish_request(
+            "feed",
+            "application/octet-stream",
+            &i.to_be_bytes(),
+            "",
+        ));
     }
     conn.write_all(&batch).unwrap();
     let mut reader = buffered(conn.try_clone().unwrap());
     for _ in 0..1000 {
         let (status, _, body) = read_one_response(&mut reader);
-        assert_eq!((status, body.as_slice()), (200, &br#"{"channel":"feed","subscribers":1}"#[..]));
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &br#"{"channel":"feed","subscribers":1}"#[..])
+        );
     }
     for i in 0..1000u32 {
         assert_eq!(read_frame(&mut sub).payload, i.to_be_bytes());
     }
     // Still open for more.
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert_eq!(read_one_response(&mut reader).2, b"ok\n");
 }
 
@@ -69,26 +85,87 @@ fn refused(server: &TestServer, request: &[u8], status: u16, error: &str) {
 fn publish_errors_have_their_status() {
     let server = TestServer::start(|c| c.max_message = 16);
     let head_only = |extra: &str| format!("POST /publish/news HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
-    refused(&server, head_only("").as_bytes(), 411, "Content-Length required (chunked bodies are not supported)");
-    refused(&server, head_only("Transfer-Encoding: chunked\r\n").as_bytes(), 411, "Content-Length required (chunked bodies are not supported)");
+    refused(
+        &server,
+        head_only("").as_bytes(),
+        411,
+        "Content-Length required (chunked bodies are not supported)",
+    );
+    refused(
+        &server,
+        head_only("Transfer-Encoding: chunked\r\n").as_bytes(),
+        411,
+        "Content-Length required (chunked bodies are not supported)",
+    );
     // 413 is answered from the head alone: the 17-byte body is never sent.
-    refused(&server, head_only("Content-Length: 17\r\n").as_bytes(), 413, "body larger than --max-message");
-    refused(&server, &publish_request("a/b", "text/plain", b"x", ""), 400, "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes");
-    refused(&server, &publish_request("news", "text/plain", b"\xff\xfe", ""), 400, "text body must be UTF-8");
-    refused(&server, b"GET /publish/news HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only POST is supported here");
-    refused(&server, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not found");
-    refused(&server, b"DELETE /channels HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only GET is supported here");
+    refused(
+        &server,
+        head_only("Content-Length: 17\r\n").as_bytes(),
+        413,
+        "body larger than --max-message",
+    );
+    refused(
+        &server,
+        &publish_request("a/b", "text/plain", b"x", ""),
+        400,
+        "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes",
+    );
+    refused(
+        &server,
+        &publish_request("news", "text/plain", b"\xff\xfe", ""),
+        400,
+        "text body must be UTF-8",
+    );
+    refused(
+        &server,
+        b"GET /publish/news HTTP/1.1\r\nHost: x\r\n\r\n",
+        405,
+        "only POST is supported here",
+    );
+    refused(
+        &server,
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        404,
+        "not found",
+    );
+    refused(
+        &server,
+        b"DELETE /channels HTTP/1.1\r\nHost: x\r\n\r\n",
+        405,
+        "only GET is supported here",
+    );
 }
 
 #[test]
 fn publish_token_is_required_when_configured() {
     let server = TestServer::start(|c| c.publish_token = Some("s3cret".into()));
     let req = |auth: &str| publish_request("news", "text/plain", b"x", auth);
-    refused(&server, &req(""), 401, "missing Authorization: Bearer token");
-    refused(&server, &req("Authorization: Bearer s3cre\r\n"), 403, "wrong publish token");
-    refused(&server, &req("Authorization: Bearer s3crett\r\n"), 403, "wrong publish token");
-    let (status, _, body) = http(server.addr, &req("Authorization: Bearer s3cret\r\nConnection: close\r\n"));
-    assert_eq!((status, body.as_str()), (200, r#"{"channel":"news","subscribers":0}"#));
+    refused(
+        &server,
+        &req(""),
+        401,
+        "missing Authorization: Bearer token",
+    );
+    refused(
+        &server,
+        &req("Authorization: Bearer s3cre\r\n"),
+        403,
+        "wrong publish token",
+    );
+    refused(
+        &server,
+        &req("Authorization: Bearer s3crett\r\n"),
+        403,
+        "wrong publish token",
+    );
+    let (status, _, body) = http(
+        server.addr,
+        &req("Authorization: Bearer s3cret\r\nConnection: close\r\n"),
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"channel":"news","subscribers":0}"#)
+    );
 }
 
 #[test]
@@ -105,7 +182,10 @@ fn channels_report_subscriber_counts() {
     let (_, _, body) = get(server.addr, "/channels/beta");
     assert_eq!(body, r#"{"name":"beta","subscribers":1,"history":0}"#);
     let (status, _, body) = get(server.addr, "/channels/gamma");
-    assert_eq!((status, body.as_str()), (404, "{\"error\":\"no such channel\"}\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "{\"error\":\"no such channel\"}\n")
+    );
 }
 
 #[test]
@@ -113,6 +193,12 @@ fn root_serves_the_demo_page() {
     let server = TestServer::start(|_| {});
     let (status, head, body) = get(server.addr, "/");
     assert_eq!(status, 200);
-    assert!(head.contains("Content-Type: text/html; charset=utf-8"), "{head}");
-    assert!(body.to_ascii_lowercase().starts_with("<!doctype html>"), "{body}");
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        body.to_ascii_lowercase().starts_with("<!doctype html>"),
+        "{body}"
+    );
 }

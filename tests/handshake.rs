@@ -78,7 +78,10 @@ fn refused(server: &TestServer, request: &str, status: u16, refusal: Refusal, he
         "{head}\r\n\r\n{body}"
     );
     assert_eq!(body, format!("{{\"error\":{:?}}}\n", refusal.reason));
-    assert!(head.contains("\r\nContent-Type: application/json"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: application/json"),
+        "{head}"
+    );
     assert!(head.contains("\r\nConnection: close"), "{head}");
     assert!(
         head.contains(&format!("\r\nContent-Length: {}", body.len())),

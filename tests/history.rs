@@ -17,13 +17,19 @@ fn late_joiner_gets_the_last_n_then_live_messages() {
     let server = TestServer::start(|c| c.history = 5);
     // Published before anyone joined: kept anyway, since the channel has history.
     for i in 1..=8u32 {
-        server.handle.publish("feed", Message::Binary(i.to_be_bytes().to_vec())).unwrap();
+        server
+            .handle
+            .publish("feed", Message::Binary(i.to_be_bytes().to_vec()))
+            .unwrap();
     }
     let mut late = ws(server.addr, "feed");
     for i in 4..=8u32 {
         assert_eq!(seq(&read_frame(&mut late).payload), i);
     }
-    server.handle.publish("feed", Message::Binary(9u32.to_be_bytes().to_vec())).unwrap();
+    server
+        .handle
+        .publish("feed", Message::Binary(9u32.to_be_bytes().to_vec()))
+        .unwrap();
     assert_eq!(seq(&read_frame(&mut late).payload), 9);
     let (_, _, body) = get(server.addr, "/channels/feed");
     assert_eq!(body, r#"{"name":"feed","subscribers":1,"history":5}"#);
@@ -37,7 +43,9 @@ fn no_gap_or_duplicate_at_the_seam_under_concurrent_publishing() {
     let handle = server.handle.clone();
     let publisher = std::thread::spawn(move || {
         for i in 0..TOTAL {
-            handle.publish("feed", Message::Binary(i.to_be_bytes().to_vec())).unwrap();
+            handle
+                .publish("feed", Message::Binary(i.to_be_bytes().to_vec()))
+                .unwrap();
         }
     });
     // Clients join while the publisher runs; each must see an unbroken run ending at TOTAL-1.
@@ -71,7 +79,10 @@ fn history_without_subscribers_is_forgotten_after_the_ttl() {
     server.handle.publish("gone", "x").unwrap();
     let started = Instant::now();
     let (status, _, body) = get(server.addr, "/channels/gone");
-    assert_eq!((status, body.as_str()), (200, r#"{"name":"gone","subscribers":0,"history":1}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"name":"gone","subscribers":0,"history":1}"#)
+    );
     // Await the expiry (bounded); it must not happen before the TTL.
     loop {
         let (status, _, _) = get(server.addr, "/channels/gone");

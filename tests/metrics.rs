@@ -29,12 +29,20 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     if out.status.code() == Some(3) {
         return None;
     }
-    assert!(out.status.success(), "the parser rejected the exposition:\n{text}");
+    assert!(
+        out.status.success(),
+        "the parser rejected the exposition:\n{text}"
+    );
     let parsed = String::from_utf8(out.stdout).unwrap();
     Some(
         parsed
@@ -59,19 +67,29 @@ fn metrics_count_a_known_sequence_of_events() {
         read_frame(&mut b);
     }
     // One HTTP publish reaching both, one refused publish, one refused upgrade.
-    http(server.addr, &publish_request("room", "text/plain", b"hi", "Connection: close\r\n"));
+    http(
+        server.addr,
+        &publish_request("room", "text/plain", b"hi", "Connection: close\r\n"),
+    );
     read_frame(&mut a);
     read_frame(&mut b);
-    http(server.addr, &publish_request("room", "text/plain", b"\xff", ""));
+    http(
+        server.addr,
+        &publish_request("room", "text/plain", b"\xff", ""),
+    );
     http(server.addr, upgrade_request("").as_bytes());
     // b closes normally: the server echoes 1000.
-    b.write_all(&frame(true, 8, &1000u16.to_be_bytes(), true)).unwrap();
+    b.write_all(&frame(true, 8, &1000u16.to_be_bytes(), true))
+        .unwrap();
     assert_eq!(read_frame(&mut b).close_code(), 1000);
     expect_eof(&mut b);
 
     let (status, head, body) = get(server.addr, "/metrics");
     assert_eq!(status, 200);
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     for line in [
         "fanout_upgrades_total 2",
         "fanout_messages_received_total 3",
@@ -85,17 +103,28 @@ fn metrics_count_a_known_sequence_of_events() {
         "fanout_channels 1",
         "fanout_queued_bytes 0",
     ] {
-        assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in\n{body}"
+        );
     }
 
     match parse_with_prometheus_client(&body) {
-        None => println!("skipped the prometheus_client check: python3 -m pip install prometheus_client"),
+        None => println!(
+            "skipped the prometheus_client check: python3 -m pip install prometheus_client"
+        ),
         Some(samples) => {
             assert_eq!(samples["fanout_messages_received_total{}"], 3.0);
             assert_eq!(samples["fanout_deliveries_total{}"], 5.0);
-            assert_eq!(samples["fanout_close_frames_sent_total{code=\"1000\"}"], 1.0);
+            assert_eq!(
+                samples["fanout_close_frames_sent_total{code=\"1000\"}"],
+                1.0
+            );
             assert_eq!(samples["fanout_refusals_total{status=\"400\"}"], 2.0);
-            assert_eq!(samples["fanout_publish_requests_total{status=\"200\"}"], 1.0);
+            assert_eq!(
+                samples["fanout_publish_requests_total{status=\"200\"}"],
+                1.0
+            );
             assert!(samples["fanout_connections_accepted_total{}"] >= 6.0);
             assert!(samples["fanout_received_bytes_total{}"] > 0.0);
             assert!(samples["fanout_sent_bytes_total{}"] > 0.0);

@@ -91,11 +91,13 @@ impl Refusal {
     /// The head grew past [`Policy::max_header_bytes`] (RFC 6585 §5).
     pub const HEAD_TOO_LARGE: Self = Self::new_with(431, "request header fields too large", "");
     /// The head has more than [`MAX_HEADERS`] header lines.
-    pub const TOO_MANY_HEADERS: Self = Self::new_with(431, "too many header fields (at most 64)", "");
+    pub const TOO_MANY_HEADERS: Self =
+        Self::new_with(431, "too many header fields (at most 64)", "");
     /// The bytes are not an HTTP request.
     pub const MALFORMED: Self = Self::new_with(400, "malformed HTTP request", "");
     /// The method is not `GET` (§4.1: the handshake is a GET).
-    pub const METHOD_NOT_ALLOWED: Self = Self::new_with(405, "only GET is supported", "Allow: GET\r\n");
+    pub const METHOD_NOT_ALLOWED: Self =
+        Self::new_with(405, "only GET is supported", "Allow: GET\r\n");
     /// The request is not HTTP/1.1 (§4.1 requires at least 1.1; 2 and 3 use other upgrades).
     pub const HTTP_VERSION: Self = Self::new_with(400, "HTTP/1.1 required", "");
     /// No `Host` header (§4.2.1 item 2, and RFC 7230 §5.4).
@@ -105,7 +107,8 @@ impl Refusal {
     /// `Upgrade` does not list `websocket` (§4.2.1 item 3).
     pub const UPGRADE_HEADER: Self = Self::new_with(400, "Upgrade header must list websocket", "");
     /// `Connection` does not list `upgrade` (§4.2.1 item 4).
-    pub const CONNECTION_HEADER: Self = Self::new_with(400, "Connection header must list upgrade", "");
+    pub const CONNECTION_HEADER: Self =
+        Self::new_with(400, "Connection header must list upgrade", "");
     /// `Sec-WebSocket-Version` is missing or not 13 (§4.2.1 item 6, §4.4).
     pub const WS_VERSION: Self = Self::new_with(
         426,
@@ -135,7 +138,8 @@ impl Refusal {
         "",
     );
     /// Sent to a connection accepted while the server is full.
-    pub const SERVICE_UNAVAILABLE: Self = Self::new_with(503, "server is at its connection limit", "");
+    pub const SERVICE_UNAVAILABLE: Self =
+        Self::new_with(503, "server is at its connection limit", "");
     /// Sent when the head did not arrive within the handshake timeout.
     pub const TIMEOUT: Self = Self::new_with(408, "handshake timed out", "");
 
@@ -285,7 +289,10 @@ pub(super) fn values<'h>(
 
 /// The elements of header `name` read as one comma-separated list over all its lines, trimmed,
 /// with empty elements skipped (RFC 7230 §7: recipients ignore them).
-pub(super) fn list<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> impl Iterator<Item = &'h [u8]> {
+pub(super) fn list<'h>(
+    headers: &'h [httparse::Header<'_>],
+    name: &'h str,
+) -> impl Iterator<Item = &'h [u8]> {
     values(headers, name)
         .flat_map(|v| v.split(|&b| b == b','))
         .map(trim)
@@ -379,6 +386,7 @@ fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::http::Route;
     use proptest::prelude::*;
     use std::sync::LazyLock;
 
@@ -401,6 +409,8 @@ mod tests {
             default_channel: None,
             allowed_origins: &ORIGINS,
             max_header_bytes: MAX,
+            max_message: 1024,
+            publish_token: None,
         }
     }
 
@@ -410,6 +420,8 @@ mod tests {
             default_channel: Some("lobby"),
             allowed_origins: &[],
             max_header_bytes: MAX,
+            max_message: 1024,
+            publish_token: None,
         }
     }
 
@@ -471,18 +483,69 @@ mod tests {
         );
     }
 
+    fn routed(route: Route) -> Request {
+        Request::Http(HttpRequest {
+            route,
+            keep_alive: true,
+        })
+    }
+
     #[test]
     fn health_check() {
         let buf = head(&["GET /healthz?probe=1 HTTP/1.1", HOST]);
         assert_eq!(
             parse(&buf, &strict()),
-            Ok(Decoded::Complete((Request::Health, buf.len())))
+            Ok(Decoded::Complete((routed(Route::Health), buf.len())))
         );
-        assert_eq!(
-            String::from_utf8(health_response()).unwrap(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\
-             Connection: close\r\n\r\nok\n"
-        );
+    }
+
+    /// Without `Upgrade` and `Sec-WebSocket-Key` a request is plain HTTP: `GET /` is the demo
+    /// page (it used to be a 426), whatever other headers say.
+    #[test]
+    fn plain_root_is_the_index() {
+        for lines in [
+            &["GET / HTTP/1.1", HOST][..],
+            &["GET /?x=1 HTTP/1.1", HOST, CONN],
+            &[
+                "GET / HTTP/1.1",
+                HOST,
+                VER,
+                PROTO,
+                "Origin: https://evil.example",
+            ],
+        ] {
+            let buf = head(lines);
+            assert_eq!(
+                parse(&buf, &strict()),
+                Ok(Decoded::Complete((routed(Route::Index), buf.len()))),
+                "{lines:?}"
+            );
+        }
+    }
+
+    /// A plain request's head ends where the upgrade's does; the bytes after it (a publish
+    /// body, the next pipelined request) are the caller's.
+    #[test]
+    fn plain_request_every_split_point() {
+        let request = head(&["GET /healthz HTTP/1.1", HOST, "Connection: close"]);
+        let mut buf = request.clone();
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let want = Request::Http(HttpRequest {
+            route: Route::Health,
+            keep_alive: false,
+        });
+        for split in 0..=buf.len() {
+            let got = parse(&buf[..split], &strict());
+            if split < request.len() {
+                assert_eq!(got, Ok(Decoded::Partial), "split {split}");
+            } else {
+                assert_eq!(
+                    got,
+                    Ok(Decoded::Complete((want.clone(), request.len()))),
+                    "split {split}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -490,25 +553,27 @@ mod tests {
         let cases: [(Refusal, &str); 4] = [
             (
                 Refusal::WS_VERSION,
-                "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 38\r\nConnection: close\r\nUpgrade: websocket\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\nunsupported WebSocket version, use 13\n",
+                "HTTP/1.1 426 Upgrade Required\r\nContent-Type: application/json\r\n\
+                 Content-Length: 50\r\nConnection: close\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n{\"error\":\"unsupported WebSocket version, use 13\"}\n",
             ),
             (
                 Refusal::METHOD_NOT_ALLOWED,
-                "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 22\r\nConnection: close\r\nAllow: GET\r\n\r\nonly GET is supported\n",
+                "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
+                 Content-Length: 34\r\nConnection: close\r\nAllow: GET\r\n\r\n\
+                 {\"error\":\"only GET is supported\"}\n",
             ),
             (
-                Refusal::NOT_AN_UPGRADE,
-                "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 65\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n\
-                 this is a WebSocket endpoint: send an Upgrade: websocket request\n",
+                Refusal::NO_CHANNEL,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+                 Content-Length: 102\r\nConnection: close\r\n\r\n{\"error\":\"no channel: offer one \
+                 with Sec-WebSocket-Protocol (e.g. new WebSocket(url, [\\\"room42\\\"]))\"}\n",
             ),
             (
                 Refusal::service_unavailable(),
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: 34\r\nConnection: close\r\n\r\nserver is at its connection limit\n",
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+                 Content-Length: 46\r\nConnection: close\r\n\r\n\
+                 {\"error\":\"server is at its connection limit\"}\n",
             ),
         ];
         for (refusal, want) in cases {
@@ -552,7 +617,6 @@ mod tests {
             Refusal::METHOD_NOT_ALLOWED,
             Refusal::HTTP_VERSION,
             Refusal::MISSING_HOST,
-            Refusal::NOT_AN_UPGRADE,
             Refusal::NOT_FOUND,
             Refusal::UPGRADE_HEADER,
             Refusal::CONNECTION_HEADER,
@@ -564,6 +628,15 @@ mod tests {
             Refusal::NO_CHANNEL,
             Refusal::SERVICE_UNAVAILABLE,
             Refusal::TIMEOUT,
+            Refusal::UNAUTHORIZED,
+            Refusal::FORBIDDEN_TOKEN,
+            Refusal::LENGTH_REQUIRED,
+            Refusal::BAD_LENGTH,
+            Refusal::TOO_LARGE,
+            Refusal::BODY_NOT_UTF8,
+            Refusal::POST_ONLY,
+            Refusal::GET_ONLY,
+            Refusal::NO_SUCH_CHANNEL,
         ];
         let mut reasons: Vec<_> = all.iter().map(|r| r.reason).collect();
         reasons.sort_unstable();
@@ -606,10 +679,9 @@ mod tests {
         http_1_0: strict, ["GET / HTTP/1.0", HOST, UPG, CONN, KEY, VER, PROTO] => 400, "HTTP/1.1 required";
         http_2: strict, ["GET / HTTP/2.0", HOST, UPG, CONN, KEY, VER, PROTO] => 400, "HTTP/1.1 required";
         no_host: strict, ["GET / HTTP/1.1", UPG, CONN, KEY, VER, PROTO] => 400, "missing Host header";
-        plain_root: strict, ["GET / HTTP/1.1", HOST] => 426,
-            "this is a WebSocket endpoint: send an Upgrade: websocket request";
-        plain_root_query: strict, ["GET /?x=1 HTTP/1.1", HOST, CONN] => 426,
-            "this is a WebSocket endpoint: send an Upgrade: websocket request";
+        plain_http_1_0: strict, ["GET /healthz HTTP/1.0", HOST] => 400, "HTTP/1.1 required";
+        plain_no_host: strict, ["GET /healthz HTTP/1.1"] => 400, "missing Host header";
+        plain_post_root: strict, ["POST / HTTP/1.1", HOST] => 405, "only GET is supported here";
         plain_other: strict, ["GET /favicon.ico HTTP/1.1", HOST] => 404, "not found";
         plain_healthz_prefix: strict, ["GET /healthzz HTTP/1.1", HOST] => 404, "not found";
         no_upgrade_header: strict, ["GET / HTTP/1.1", HOST, CONN, KEY, VER, PROTO] => 400,

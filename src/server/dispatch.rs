@@ -11,9 +11,9 @@ use crate::broadcast::{self, SharedFrame};
 use crate::config::SlowConsumer;
 use crate::connection::{Connection, Phase};
 use crate::inbox::Command;
+use crate::proto::close;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
-use crate::proto::close;
 
 impl Server {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {

@@ -63,7 +63,8 @@ impl Server {
         }
         buf.drain(..pos);
         let idle_deadline = self.now + self.config.handshake_timeout;
-        if let Some(Phase::Http { buf: b, deadline }) = self.conns.get_mut(key).map(|c| &mut c.phase)
+        if let Some(Phase::Http { buf: b, deadline }) =
+            self.conns.get_mut(key).map(|c| &mut c.phase)
         {
             *b = buf;
             if pos > 0 {
@@ -77,16 +78,28 @@ impl Server {
         let keep_alive = req.keep_alive;
         let response = match req.route {
             Route::Health => http::ok("text/plain; charset=utf-8", b"ok\n", keep_alive),
-            Route::Index => http::ok("text/html; charset=utf-8", INDEX_HTML.as_bytes(), keep_alive),
+            Route::Index => http::ok(
+                "text/html; charset=utf-8",
+                INDEX_HTML.as_bytes(),
+                keep_alive,
+            ),
             Route::Metrics => {
                 let text = self.render_metrics();
-                http::ok("text/plain; version=0.0.4; charset=utf-8", text.as_bytes(), keep_alive)
+                http::ok(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text.as_bytes(),
+                    keep_alive,
+                )
             }
             Route::Channels => {
                 let list: Vec<String> = self.registry.iter().map(channel_json).collect();
                 http::json(&format!("[{}]", list.join(",")), keep_alive)
             }
-            Route::Channel(name) => match self.registry.lookup(&name).and_then(|id| self.registry.info(id)) {
+            Route::Channel(name) => match self
+                .registry
+                .lookup(&name)
+                .and_then(|id| self.registry.info(id))
+            {
                 Some(info) => http::json(&channel_json(info), keep_alive),
                 None => {
                     self.refuse(key, Refusal::NO_SUCH_CHANNEL);
@@ -116,7 +129,12 @@ impl Server {
 
     /// Sends a refusal and closes.
     pub(super) fn refuse(&mut self, key: usize, refusal: Refusal) {
-        debug!(key, status = refusal.status, reason = refusal.reason, "refused");
+        debug!(
+            key,
+            status = refusal.status,
+            reason = refusal.reason,
+            "refused"
+        );
         *self.stats.refusals.entry(refusal.status).or_default() += 1;
         self.respond(key, refusal.response());
     }

@@ -251,7 +251,10 @@ pub fn read_one_response(r: &mut impl BufRead) -> (u16, String, Vec<u8>) {
     let mut head = String::new();
     loop {
         let mut line = String::new();
-        assert!(r.read_line(&mut line).unwrap() > 0, "EOF inside a response head: {head}");
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "EOF inside a response head: {head}"
+        );
         if line == "\r\n" {
             break;
         }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Side-by-side capacity comparison of fanout, the in-tree tokio peer (`loadgen peer`) and
+# uWebSockets.js (loadgen/peers/uws), measured by loadgen. Each server runs alone, pinned to
+# core 0; loadgen is pinned to core 1. Prints one markdown table (a row per figure, a column
+# per server, and fanout's ratio to each peer), built from the JSON files it leaves in OUT.
+#
+# Usage: loadgen/compare.sh [--quick] [--servers "fanout tokio uws"] [--out DIR]
+#   --quick / QUICK=1   short durations and smaller counts: a smoke run of the whole pipeline
+#   --servers LIST      which servers to run (default: all three)
+#   --out DIR           where the JSON, the logs and table.md go (default: target/compare)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+QUICK=${QUICK:-0}
+SERVERS=${SERVERS:-"fanout tokio uws"}
+OUT=${OUT:-target/compare}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --servers) SERVERS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$QUICK" = 1 ]; then
+  DUR=2s; STEP=1s; STEPS=5; CONNS=2000; BIG_SUBS=2000; DRAIN=1s
+else
+  DUR=10s; STEP=3s; STEPS=12; CONNS=19000; BIG_SUBS=10000; DRAIN=2s
+fi
+FIXED_RATE=50          # fanout 1000 subs x 50 msg/s: the fixed moderate load
+CHAT_RATE=1000         # chat 200 rooms x 10 members, all rooms together
+SOURCES=127.0.0.1-127.0.0.8
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+echo "== building (release)" >&2
+cargo build --release -p fanout -p loadgen >&2
+LG="$TARGET_DIR/release/loadgen"
+FANOUT="$TARGET_DIR/release/fanout"
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+if command -v taskset >/dev/null; then
+  PIN_SERVER=(taskset -c 0); PIN_LG=(taskset -c 1)
+else
+  echo "compare.sh: taskset not found; running unpinned" >&2
+  PIN_SERVER=(); PIN_LG=()
+fi
+
+wait_port() { # wait_port PORT PID
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || return 1
+    python3 - "$1" <<'PY' 2>/dev/null && return 0
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
+PY
+    sleep 0.1
+  done
+  return 1
+}
+
+start_server() { # start_server NAME PORT -> sets PID, or returns 1 (skipped)
+  local name=$1 port=$2
+  case "$name" in
+    fanout) "${PIN_SERVER[@]}" "$FANOUT" --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    tokio) "${PIN_SERVER[@]}" "$LG" peer --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    uws)
+      if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "== skipping uWebSockets.js: node/npm not found" >&2; return 1
+      fi
+      if [ ! -d loadgen/peers/uws/node_modules/uwebsockets ]; then
+        echo "== installing uWebSockets.js (npm package uwebsockets)" >&2
+        if ! (cd loadgen/peers/uws && npm install --no-audit --no-fund >&2); then
+          echo "== skipping uWebSockets.js: npm install failed" >&2; return 1
+        fi
+      fi
+      "${PIN_SERVER[@]}" node loadgen/peers/uws/server.js "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+  esac
+  PID=$!
+  if ! wait_port "$port" "$PID"; then
+    echo "== skipping $name: it did not start listening (log: $OUT/$name.log)" >&2
+    kill "$PID" 2>/dev/null || true
+    return 1
+  fi
+}
+
+run_lg() { # run_lg NAME SCENARIO ARGS...
+  local name=$1 scenario=$2; shift 2
+  echo "== $name: loadgen $scenario $*" >&2
+  if ! "${PIN_LG[@]}" "$LG" "$scenario" --url "ws://127.0.0.1:$PORT/" --server-pid "$PID" \
+      --json "$OUT/$name-$TAG.json" "$@" >"$OUT/$name-$TAG.txt" 2>&1; then
+    echo "   (exit $?; see $OUT/$name-$TAG.txt)" >&2
+  fi
+  sed -n '2,40p' "$OUT/$name-$TAG.txt" | sed 's/^/   /' >&2
+}
+
+PORT=9100
+for name in $SERVERS; do
+  PORT=$((PORT + 1))
+  start_server "$name" "$PORT" || continue
+  # connect first, on the fresh process: RSS per idle connection is only meaningful before
+  # the other scenarios have grown (and the allocator kept) the server's heap.
+  TAG=connect;     run_lg "$name" connect --conns "$CONNS" --connect-rate 0 --source "$SOURCES" --hold 2s
+  TAG=fanout1000;  run_lg "$name" fanout --subs 1000 --rate "$FIXED_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
+  TAG=sweep1000;   run_lg "$name" sweep --subs 1000 --size 64 --start-rate 100 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN"
+  TAG=sweepbig;    run_lg "$name" sweep --subs "$BIG_SUBS" --size 64 --start-rate 10 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN" --source "$SOURCES"
+  TAG=sweep16k;    run_lg "$name" sweep --subs 100 --size 16KiB --start-rate 100 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN"
+  TAG=chat;        run_lg "$name" chat --rooms 200 --members 10 --rate "$CHAT_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+done
+
+{
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr); servers pinned to core 0, loadgen to core 1."
+  echo "Command: loadgen/compare.sh $([ "$QUICK" = 1 ] && echo --quick) (durations: $DUR per run, $STEP per sweep step)"
+  echo
+  python3 loadgen/compare_table.py "$OUT" $SERVERS
+} | tee "$OUT/table.md"

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Builds compare.sh's markdown table from loadgen's JSON files.
+
+Usage: compare_table.py OUT_DIR SERVER...   (files: OUT_DIR/<server>-<tag>.json)
+One row per figure, one column per server, then fanout's ratio to each other server
+(fanout / peer: above 1 is better for "higher is better" rows, below 1 for "lower" rows).
+"""
+import json
+import os
+import sys
+
+
+def get(doc, *path):
+    for key in path:
+        if not isinstance(doc, dict) or doc.get(key) is None:
+            return None
+        doc = doc[key]
+    return doc
+
+
+def params(doc, *keys):
+    return [get(doc, "params", k) for k in keys]
+
+
+# (tag, label builder, value path, better, format)
+ROWS = [
+    ("fanout1000", lambda d: "fanout {} subs × {:g} msg/s × {} B: delivered/s".format(*params(d, "subs", "rate", "size")),
+     ("delivered_per_sec",), "higher", "{:,.0f}"),
+    ("fanout1000", lambda d: "fanout {} subs: p99 latency µs".format(*params(d, "subs")),
+     ("latency_us", "p99"), "lower", "{:,.1f}"),
+    ("fanout1000", lambda d: "fanout {} subs: server CPU µs / delivery".format(*params(d, "subs")),
+     ("server_cpu_us_per_delivery",), "lower", "{:.3f}"),
+    ("fanout1000", lambda d: "fanout {} subs: lost".format(*params(d, "subs")),
+     ("lost",), "lower", "{:,d}"),
+    ("sweep1000", lambda d: "sweep {} subs × {} B: max deliveries/s".format(*params(d, "subs", "size")),
+     ("max_deliveries_per_sec",), "higher", "{:,.0f}"),
+    ("sweep1000", lambda d: "sweep {} subs: loadgen CPU % at max".format(*params(d, "subs")),
+     ("loadgen_cpu_percent",), "info", "{:.0f}"),
+    ("sweepbig", lambda d: "sweep {} subs × {} B: max deliveries/s".format(*params(d, "subs", "size")),
+     ("max_deliveries_per_sec",), "higher", "{:,.0f}"),
+    ("sweep16k", lambda d: "sweep {} subs × {} B: max delivered MB/s".format(*params(d, "subs", "size")),
+     ("max_delivered_bytes_per_sec",), "higher", "mb"),
+    ("connect", lambda d: "connect {}: handshakes/s".format(*params(d, "conns")),
+     ("handshakes_per_sec",), "higher", "{:,.0f}"),
+    ("connect", lambda d: "connect {}: server RSS bytes / idle connection".format(*params(d, "conns")),
+     ("server_rss_bytes_per_conn",), "lower", "{:,.0f}"),
+    ("connect", lambda d: "connect {}: connections open".format(*params(d, "conns")),
+     ("open",), "higher", "{:,d}"),
+    ("chat", lambda d: "chat {} rooms × {}: p99 latency µs".format(*params(d, "rooms", "members")),
+     ("latency_us", "p99"), "lower", "{:,.1f}"),
+    ("chat", lambda d: "chat {} rooms × {}: server CPU µs / delivery".format(*params(d, "rooms", "members")),
+     ("server_cpu_us_per_delivery",), "lower", "{:.3f}"),
+    ("chat", lambda d: "chat {} rooms × {}: delivered/s".format(*params(d, "rooms", "members")),
+     ("delivered_per_sec",), "higher", "{:,.0f}"),
+]
+
+NAMES = {"fanout": "fanout", "tokio": "tokio-tungstenite", "uws": "uWebSockets.js"}
+
+
+def fmt(value, spec):
+    if value is None:
+        return "–"
+    if spec == "mb":
+        return "{:,.1f}".format(value / 1e6)
+    if spec == "{:,d}":
+        return spec.format(int(value))
+    return spec.format(value)
+
+
+def main():
+    out, servers = sys.argv[1], sys.argv[2:]
+    docs = {}
+    for s in servers:
+        for tag in {r[0] for r in ROWS}:
+            path = os.path.join(out, f"{s}-{tag}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    docs[(s, tag)] = json.load(f)
+    peers = [s for s in servers if s != "fanout"]
+    head = ["Figure"] + [NAMES.get(s, s) for s in servers]
+    if "fanout" in servers:
+        head += [f"fanout / {NAMES.get(p, p)}" for p in peers]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for tag, label, path, better, spec in ROWS:
+        any_doc = next((docs[(s, tag)] for s in servers if (s, tag) in docs), None)
+        if any_doc is None:
+            continue
+        try:
+            name = label(any_doc)
+        except (TypeError, ValueError, IndexError):
+            name = tag
+        if better != "info":
+            name += f" ({better} is better)"
+        values = {s: get(docs.get((s, tag), {}), *path) for s in servers}
+        cells = [name] + [fmt(values[s], spec) for s in servers]
+        if "fanout" in servers:
+            for p in peers:
+                f, v = values.get("fanout"), values.get(p)
+                ok = better != "info" and isinstance(f, (int, float)) and isinstance(v, (int, float)) and v
+                cells.append("{:.2f}×".format(f / v) if ok else "–")
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

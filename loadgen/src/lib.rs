@@ -1,0 +1,131 @@
+//! loadgen: the capacity-test tool of fanout.
+//!
+//! It speaks only fanout's client contract — the channel is the `Sec-WebSocket-Protocol`
+//! value, and each message a client sends reaches every *other* subscriber of the channel — so
+//! it measures any server that follows that contract: fanout, the tokio peer (`loadgen peer`),
+//! uWebSockets.js (`peers/uws`).
+//!
+//! # Method
+//!
+//! - **Client.** `--threads` mio event loops (default 1), connections sharded across them; each
+//!   reads through a 256 KiB buffer and handles every frame in a read before the next, keeping
+//!   only each message's first 24 bytes. Client frames are masked with a fresh key each, and the
+//!   handshake checks `Sec-WebSocket-Accept` and the selected protocol, with the same codec as
+//!   the server (`fanout::proto`).
+//! - **Open loop.** A trial offers `--rate` messages per second over all publishers: slot `j` is
+//!   due at `start + j/rate`. A message is sent when due, whatever happened to earlier ones; if
+//!   loadgen is late it sends everything overdue at once. Each payload carries its publisher, a
+//!   trial id, a sequence number and its *scheduled* send time (ns on one monotonic clock shared
+//!   by all threads). Latency is receive time minus scheduled time, so a stall anywhere —
+//!   server, kernel or loadgen — counts against every message it delayed (no coordinated
+//!   omission). Each loop sleeps on a `timerfd` armed for its next due send, so sends leave
+//!   within microseconds of their slot without spinning (loadgen's CPU % stays meaningful).
+//!   How late loadgen itself queued each message is reported as `send_lag_us`.
+//! - **Counting.** Each message is *expected* at every other connection of its channel that
+//!   was open when the trial began. Receivers track each publisher's sequence numbers exactly:
+//!   a first reception is *delivered* (and *reordered* when it fills a gap), a repeat is a
+//!   *duplicate*. The trial is *done* when every publisher has sent its schedule and either all
+//!   expected deliveries have arrived or `--drain` (default 2 s) has passed since the schedule
+//!   ended; then `lost = expected − delivered`. Messages of an earlier trial (sweep) are *stale*,
+//!   never deliveries. Latency goes into an HDR histogram (1 ns – 1 h, 3 digits).
+//! - **Rates.** `delivered_per_sec` is deliveries divided by the time from the schedule's start
+//!   to the last delivery (at least `--duration`), so a server that delivers late is not
+//!   credited with the offered rate.
+//! - **Cost.** With `--server-pid`, `utime + stime` of the server (`/proc/PID/stat`, 10 ms
+//!   ticks, all threads) is read before and after each trial: *server CPU µs per delivery* is
+//!   the difference over the deliveries, *server CPU %* over the wall time; loadgen's own CPU %
+//!   is read the same way from `/proc/self`. RSS is `VmRSS` from `/proc/PID/status`.
+//! - **The 2-core caveat.** On a 2-core machine (server pinned to one core, loadgen to the
+//!   other) the client spends about as much CPU per delivery as the server, so a sweep's maximum
+//!   is partly loadgen's limit: check loadgen's CPU % beside the server's. CPU per delivery at a
+//!   fixed moderate rate is the figure that compares servers robustly.
+//! - **Bounds.** Every run ends by itself: `--duration` is capped at 10 minutes, sweeps at
+//!   `--max-steps`, every wait has a deadline; only the `--url` address is loaded, loopback
+//!   unless `--allow-remote`; connections are refused up front, with a message, when they
+//!   would not fit under the open-file limit or in the sources' ephemeral ports.
+//!
+//! # Layout
+//! - [`cli`]: flags. [`target`]: `--url`, `--source`.
+//! - [`wire`]: the client codec (handshake, frame reader, masked writer, payload stamp).
+//! - [`pacing`]: the send schedule. [`stats`]: sequence tracking, tallies, percentiles, causes.
+//! - [`engine`]: the event loops (the only code that touches sockets) and their driver.
+//! - [`scenario`]: `connect`, `fanout`, `sweep`, `chat`. [`report`], [`plot`], [`progress`]:
+//!   output. [`sysinfo`]: `/proc` and limits. [`peer`]: the tokio peer server.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod engine;
+pub mod pacing;
+pub mod peer;
+pub mod plot;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod sysinfo;
+pub mod target;
+pub mod wire;
+
+pub use report::Outcome;
+
+/// Why a run did not succeed.
+#[derive(Debug)]
+pub enum RunError {
+    /// It could not run (bad flags, limits, the server unreachable …).
+    Setup(String),
+    /// It ran, and an assertion (`--expect-no-loss`, `--max-p99`) failed.
+    Assertion {
+        /// The run's results.
+        outcome: Box<Outcome>,
+        /// One line per failed assertion.
+        reasons: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Setup(e) => write!(f, "{e}"),
+            RunError::Assertion { reasons, .. } => {
+                write!(f, "assertion failed: {}", reasons.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs a scenario (or the peer server) as the command line says; writes `--json`/`--plot`,
+/// prints the summary unless `--quiet`, and checks the assertions.
+pub fn run(cli: cli::Cli) -> Result<Outcome, RunError> {
+    use cli::Command;
+    let (outcome, common) = match cli.command {
+        Command::Peer(args) => {
+            peer::serve(&args).map_err(|e| RunError::Setup(format!("peer: {e}")))?;
+            return Ok(Outcome::default());
+        }
+        Command::Connect(a) => (scenario::connect::run(&a), a.common),
+        Command::Fanout(a) => (scenario::fanout::run(&a), a.common),
+        Command::Sweep(a) => (scenario::sweep::run(&a), a.common),
+        Command::Chat(a) => (scenario::chat::run(&a), a.common),
+    };
+    let outcome = outcome.map_err(RunError::Setup)?;
+    if let Some(path) = &common.json {
+        report::write_json(path, &outcome.json).map_err(RunError::Setup)?;
+    }
+    if let Some(path) = &common.plot {
+        plot::draw(path, &outcome).map_err(RunError::Setup)?;
+    }
+    if !common.quiet {
+        println!("{}", report::table(&outcome));
+    }
+    let reasons = report::check(&outcome, common.expect_no_loss, common.max_p99);
+    if reasons.is_empty() {
+        Ok(outcome)
+    } else {
+        Err(RunError::Assertion {
+            outcome: Box::new(outcome),
+            reasons,
+        })
+    }
+}

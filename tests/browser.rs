@@ -1,0 +1,113 @@
+//! The demo page in a real browser: `tests/browser/run.mjs` drives Debian's headless Chromium
+//! (through `playwright-core`) against a server on 127.0.0.1: two pages chat on one channel, a
+//! `POST /publish/…` reaches both, Chromium's `permessage-deflate` offer is declined without
+//! breaking the handshake, and numbers are plotted.
+//!
+//! Needs `node` and Chromium (`CHROMIUM`, default `/usr/bin/chromium`); without either it prints
+//! "skipped: …" and passes. Runs `npm ci` in `tests/browser` when `playwright-core` is not
+//! installed there. `FANOUT_SCREENSHOT=PATH` keeps a PNG of both pages.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+
+/// The script bounds itself to 30 s; this catches a hung `node`.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+fn demo_page_in_headless_chromium() {
+    let chromium =
+        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    if !chromium.exists() {
+        println!(
+            "skipped: no Chromium at {} (apt-get install chromium)",
+            chromium.display()
+        );
+        return;
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        println!("skipped: node is not installed");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .status()
+            .expect("run npm (node is installed, so npm should be too)");
+        assert!(
+            status.success(),
+            "npm ci in {} failed: {status}",
+            dir.display()
+        );
+    }
+
+    let server = TestServer::start(|_| {});
+    let child = Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .arg(format!("http://{}/", server.addr))
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let (status, output) = wait_with_timeout(child, SCRIPT_TIMEOUT);
+    println!("{output}");
+    assert!(
+        status == Some(0),
+        "browser scenario failed (exit {status:?}); its output is above"
+    );
+    server.stop();
+}
+
+/// Waits for `child`, killing it after `timeout`; returns its exit code (`None` if killed or by
+/// signal) and its stdout followed by its stderr.
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> (Option<i32>, String) {
+    let readers = [
+        drain(child.stdout.take().unwrap()),
+        drain(child.stderr.take().unwrap()),
+    ];
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    // A browser left behind by a killed `node` may hold the pipes open: wait for them a little.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let output = readers
+        .map(|r| {
+            if r.is_finished() {
+                r.join().unwrap()
+            } else {
+                "(output still open)\n".into()
+            }
+        })
+        .concat();
+    (status, output)
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
