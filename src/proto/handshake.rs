@@ -128,7 +128,7 @@ impl Refusal {
     /// The first offered subprotocol is not a valid channel name.
     pub const INVALID_CHANNEL: Self = Self::new_with(
         400,
-        "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes",
+        "invalid channel name: must be a token of 1-64 bytes (letters, digits and !#$%&'*+-.^_`|~)",
         "",
     );
     /// No subprotocol offered and no [`Policy::default_channel`].
@@ -714,11 +714,11 @@ mod tests {
         origin_prefix: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER, PROTO, "Origin: https://example.com.evil"] => 403,
             "origin not allowed";
         channel_not_token: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER, "Sec-WebSocket-Protocol: room/42"] => 400,
-            "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes";
+            "invalid channel name: must be a token of 1-64 bytes (letters, digits and !#$%&'*+-.^_`|~)";
         channel_first_invalid: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER, "Sec-WebSocket-Protocol: a b, room42"] => 400,
-            "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes";
+            "invalid channel name: must be a token of 1-64 bytes (letters, digits and !#$%&'*+-.^_`|~)";
         channel_65_bytes: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER, &format!("Sec-WebSocket-Protocol: {}", "a".repeat(65))] => 400,
-            "invalid channel name in Sec-WebSocket-Protocol: must be a token of 1-64 bytes";
+            "invalid channel name: must be a token of 1-64 bytes (letters, digits and !#$%&'*+-.^_`|~)";
         no_channel: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER] => 400,
             "no channel: offer one with Sec-WebSocket-Protocol (e.g. new WebSocket(url, [\"room42\"]))";
         empty_protocol_no_default: strict, ["GET / HTTP/1.1", HOST, UPG, CONN, KEY, VER, "Sec-WebSocket-Protocol: "] => 400,
