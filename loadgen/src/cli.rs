@@ -1,4 +1,4 @@
-//! The command line: `loadgen <connect|fanout|sweep|chat|peer> [flags]`.
+//! The command line: `loadgen <connect|fanout|sweep|chat|peer|publish> [flags]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Serve the client contract with tokio + tokio-tungstenite (the in-tree peer for comparisons).
     Peer(PeerArgs),
+    /// Pipelined `POST /publish` on one keep-alive connection: accepted/s, each one delivered.
+    Publish(crate::publish::PublishArgs),
 }
 
 /// Flags every scenario takes.

@@ -59,6 +59,7 @@ pub mod pacing;
 pub mod peer;
 pub mod plot;
 pub mod progress;
+pub mod publish;
 pub mod report;
 pub mod scenario;
 pub mod stats;
@@ -102,6 +103,16 @@ pub fn run(cli: cli::Cli) -> Result<Outcome, RunError> {
     let (outcome, common) = match cli.command {
         Command::Peer(args) => {
             peer::serve(&args).map_err(|e| RunError::Setup(format!("peer: {e}")))?;
+            return Ok(Outcome::default());
+        }
+        Command::Publish(args) => {
+            let report = publish::run(&args).map_err(RunError::Setup)?;
+            if report.delivered != report.sent || report.accepted != report.sent {
+                return Err(RunError::Setup(format!(
+                    "{} sent, {} accepted, {} delivered",
+                    report.sent, report.accepted, report.delivered
+                )));
+            }
             return Ok(Outcome::default());
         }
         Command::Connect(a) => (scenario::connect::run(&a), a.common),
