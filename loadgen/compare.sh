@@ -106,7 +106,9 @@ for name in $SERVERS; do
   TAG=connect;     run_lg "$name" connect --conns "$CONNS" --connect-rate 0 --source "$SOURCES" --hold 2s
   TAG=fanout1000;  run_lg "$name" fanout --subs 1000 --rate "$FIXED_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
   TAG=sweep1000;   run_lg "$name" sweep --subs 1000 --size 64 --start-rate 100 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN"
-  TAG=sweepbig;    run_lg "$name" sweep --subs "$BIG_SUBS" --size 64 --start-rate 10 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN" --source "$SOURCES"
+  # One message to 10 000 subscribers is 10 000 sends, 50-80 ms of one core here, so no server
+  # can hold a 50 ms p99 at that size on this machine: this sweep's SLO is 500 ms.
+  TAG=sweepbig;    run_lg "$name" sweep --subs "$BIG_SUBS" --size 64 --start-rate 1 --slo 500ms --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN" --source "$SOURCES"
   TAG=sweep16k;    run_lg "$name" sweep --subs 100 --size 16KiB --start-rate 100 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN"
   TAG=chat;        run_lg "$name" chat --rooms 200 --members 10 --rate "$CHAT_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
   kill "$PID" 2>/dev/null || true
