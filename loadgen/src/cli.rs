@@ -206,26 +206,9 @@ pub struct PeerArgs {
     pub queue: usize,
 }
 
-/// Parses `10s`, `500ms`, `2m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
-
-/// Parses `64`, `16KiB`, `1MiB` (`K`/`KB`/`KiB` are all 1024).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let n: usize = n.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB or MiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
+/// Durations (`10s`, `500ms`) and sizes (`64`, `16KiB`, `1MiB`) are parsed exactly as the
+/// server parses its own flags.
+pub use fanout::config::{parse_duration, parse_size};
 
 #[cfg(test)]
 mod tests {
