@@ -71,6 +71,10 @@ pub struct OutQueue {
     /// Unwritten bytes, counted per connection although the frames are shared: this is what
     /// `--max-backpressure` caps.
     queued: usize,
+    /// How many frames at the front urgent frames may not pass: the partly written head, HTTP
+    /// responses (the `101` above all) and earlier urgent frames, so pongs keep their order and
+    /// never overtake the handshake.
+    pinned: usize,
 }
 
 impl OutQueue {
@@ -90,11 +94,20 @@ impl OutQueue {
         self.frames.push_back(frame);
     }
 
-    /// Queues a control frame ahead of queued data, but never inside a partly written frame.
+    /// Queues a frame behind everything else that nothing queued later may overtake (an HTTP
+    /// response, such as the `101`).
+    pub fn push_pinned(&mut self, frame: SharedFrame) {
+        self.push(frame);
+        self.pinned = self.frames.len();
+    }
+
+    /// Queues a control frame ahead of queued data, but behind pinned frames and earlier urgent
+    /// ones, and never inside a partly written frame.
     pub fn push_urgent(&mut self, frame: SharedFrame) {
         self.queued += frame.len();
-        let at = usize::from(self.head_written > 0).min(self.frames.len());
+        let at = self.pinned.max(usize::from(self.head_written > 0));
         self.frames.insert(at, frame);
+        self.pinned = at + 1;
     }
 
     /// Drops every frame not yet started, keeping a partly written one so the stream stays
@@ -102,6 +115,7 @@ impl OutQueue {
     pub fn discard_unstarted(&mut self) {
         let keep = usize::from(self.head_written > 0).min(self.frames.len());
         self.frames.truncate(keep);
+        self.pinned = self.pinned.min(keep);
         self.queued = self
             .frames
             .front()
@@ -130,6 +144,7 @@ impl OutQueue {
             }
             written -= left;
             self.head_written = 0;
+            self.pinned = self.pinned.saturating_sub(1);
             self.frames.pop_front();
         }
         debug_assert_eq!(written, 0, "advanced past the queued bytes");
@@ -190,6 +205,21 @@ mod tests {
         q.push_urgent(frame(b"Q"));
         assert_eq!(pending(&q), b"bcQxy");
         assert_eq!(q.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn urgent_frames_keep_their_order_and_never_pass_pinned_ones() {
+        let mut q = OutQueue::default();
+        q.push_pinned(frame(b"101 "));
+        q.push(frame(b"hist "));
+        q.push_urgent(frame(b"P1 "));
+        q.push_urgent(frame(b"P2 "));
+        q.push(frame(b"live"));
+        assert_eq!(pending(&q), b"101 P1 P2 hist live");
+        // Once the pinned and urgent frames are written, a new urgent one goes first again.
+        q.advance(10);
+        q.push_urgent(frame(b"P3 "));
+        assert_eq!(pending(&q), b"P3 hist live");
     }
 
     #[test]

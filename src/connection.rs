@@ -43,6 +43,9 @@ pub enum Phase {
         deadline: Instant,
         /// Whether our FIN has been sent.
         write_shut: bool,
+        /// Whether the peer's EOF has been seen: the connection goes as soon as our side is
+        /// written out.
+        peer_eof: bool,
     },
 }
 
@@ -71,6 +74,10 @@ pub struct Connection {
     pub timer_at: Option<Instant>,
     /// The interest currently registered with the poller.
     registered: Interest,
+    /// Reading stopped because more than `--max-backpressure` bytes wait to be written (a
+    /// peer that sends requests or pings but does not read the answers); resumed once the
+    /// queue drains.
+    pub read_paused: bool,
 }
 
 impl Connection {
@@ -91,7 +98,20 @@ impl Connection {
             dirty: false,
             timer_at: None,
             registered: Interest::READABLE,
+            read_paused: false,
         })
+    }
+
+    /// Whether the connection is finished: closing, our side written out, and the peer gone.
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Closing {
+                write_shut: true,
+                peer_eof: true,
+                ..
+            }
+        )
     }
 
     /// Whether data messages may be queued for it: upgraded, and no close sent or received.
@@ -121,6 +141,13 @@ impl Connection {
     /// Queues a frame and reports whether the connection just became dirty.
     pub fn enqueue(&mut self, frame: SharedFrame) -> bool {
         self.out.push(frame);
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Queues bytes nothing queued later may overtake, such as an HTTP response (see
+    /// [`OutQueue::push_pinned`]); reports whether the connection just became dirty.
+    pub fn enqueue_pinned(&mut self, frame: SharedFrame) -> bool {
+        self.out.push_pinned(frame);
         !std::mem::replace(&mut self.dirty, true)
     }
 

@@ -33,6 +33,9 @@ struct Channel {
     history: VecDeque<SharedFrame>,
     /// Tells this channel apart from a later one reusing its slab id in the expiry queue.
     id: u64,
+    /// When a channel left with history and no subscriber is forgotten; `None` while it has
+    /// subscribers. Older entries for it in the expiry queue are ignored.
+    expires_at: Option<Instant>,
 }
 
 /// One channel as reported by the API.
@@ -85,6 +88,7 @@ impl Registry {
             subscribers: Vec::new(),
             history: VecDeque::new(),
             id: self.next_id,
+            expires_at: None,
         });
         self.by_name.insert(name.into(), id);
         id
@@ -96,7 +100,9 @@ impl Registry {
             Some(&id) => id,
             None => self.create(name),
         };
-        let subscribers = &mut self.channels[channel].subscribers;
+        let ch = &mut self.channels[channel];
+        ch.expires_at = None;
+        let subscribers = &mut ch.subscribers;
         subscribers.push(key);
         Subscription {
             channel,
@@ -114,9 +120,9 @@ impl Registry {
             if ch.history.is_empty() {
                 self.remove(sub.channel);
             } else {
-                let id = ch.id;
-                self.expiries
-                    .push_back((now + self.history_ttl, sub.channel, id));
+                let at = now + self.history_ttl;
+                ch.expires_at = Some(at);
+                self.expiries.push_back((at, sub.channel, ch.id));
             }
         }
         moved
@@ -137,9 +143,10 @@ impl Registry {
             return None;
         }
         let channel = self.create(name);
-        let id = self.channels[channel].id;
-        self.expiries
-            .push_back((now + self.history_ttl, channel, id));
+        let at = now + self.history_ttl;
+        let ch = &mut self.channels[channel];
+        ch.expires_at = Some(at);
+        self.expiries.push_back((at, channel, ch.id));
         Some(channel)
     }
 
@@ -173,7 +180,7 @@ impl Registry {
             if self
                 .channels
                 .get(channel)
-                .is_some_and(|c| c.id == id && c.subscribers.is_empty())
+                .is_some_and(|c| c.id == id && c.expires_at == Some(at))
             {
                 self.remove(channel);
             }
@@ -297,6 +304,23 @@ mod tests {
         r.expire(t1 + ttl);
         assert_eq!(r.lookup("feed"), None);
         assert_eq!(r.channel_count(), 0);
+    }
+
+    #[test]
+    fn an_early_expiry_entry_does_not_cut_a_later_ttl_short() {
+        // Created by a publish at t0 (entry for t0+ttl); a subscriber comes and goes, leaving
+        // at t0+2: it must live until t0+2+ttl, not die at t0+ttl.
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(3);
+        let mut r = Registry::new(1, ttl);
+        let ch = r.channel_for_publish("feed", t0).unwrap();
+        r.record(ch, &frame(1));
+        let s = r.subscribe("feed", 7);
+        r.unsubscribe(s, t0 + Duration::from_secs(2));
+        r.expire(t0 + ttl + Duration::from_millis(300));
+        assert_eq!(r.lookup("feed"), Some(ch));
+        r.expire(t0 + Duration::from_secs(2) + ttl);
+        assert_eq!(r.lookup("feed"), None);
     }
 
     #[test]

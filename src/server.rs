@@ -151,7 +151,7 @@ impl Server {
             }
             self.now = Instant::now();
             for key in std::mem::take(&mut self.reread) {
-                self.on_readable(key);
+                self.on_readable(key, false);
             }
             for event in events.iter() {
                 match event.token() {
@@ -162,7 +162,7 @@ impl Server {
                     }
                     Token(key) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(key);
+                            self.on_readable(key, event.is_read_closed() || event.is_error());
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -239,6 +239,7 @@ impl Server {
             Phase::Closing {
                 deadline: self.now + self.config.close_timeout,
                 write_shut: false,
+                peer_eof: false,
             }
         } else {
             Phase::Http {
@@ -265,7 +266,10 @@ impl Server {
         self.schedule(key);
     }
 
-    fn on_readable(&mut self, key: usize) {
+    /// Reads what `key`'s socket has. A read shorter than the buffer means it is drained (a
+    /// new edge fires for later data), unless the event already said the peer closed: then
+    /// its EOF is read now, since no further edge will announce it.
+    fn on_readable(&mut self, key: usize, closed: bool) {
         let mut buf = std::mem::take(&mut self.read_buf);
         for i in 0.. {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -273,6 +277,11 @@ impl Server {
             };
             if i == READS_PER_TURN {
                 self.reread.push(key);
+                break;
+            }
+            if conn.out.queued_bytes() > self.config.max_backpressure {
+                // Stop reading a peer that does not read our answers; `flush_dirty` resumes.
+                conn.read_paused = true;
                 break;
             }
             match conn.read(&mut buf) {
@@ -283,7 +292,7 @@ impl Server {
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
                     self.on_data(key, &mut buf[..n]);
-                    if n < buf.len() {
+                    if n < buf.len() && !closed {
                         break;
                     }
                 }
@@ -298,17 +307,28 @@ impl Server {
         self.read_buf = buf;
     }
 
+    /// The peer sent FIN. It may still be reading (a half-close after pipelined requests), so
+    /// what is queued for it is written out first; the connection goes when that is done.
     fn on_eof(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if matches!(conn.phase, Phase::Closing { .. }) {
-                let _ = conn.flush(&mut self.stats.bytes_out); // Our last bytes go out before the FIN.
-            }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let _ = conn.flush(&mut self.stats.bytes_out);
+        if conn.out.is_empty() {
+            return self.remove(key);
         }
-        self.remove(key);
+        if !matches!(conn.phase, Phase::Closing { .. }) {
+            self.begin_closing(key, None);
+        }
+        if let Phase::Closing { peer_eof, .. } = &mut self.conns[key].phase {
+            *peer_eof = true;
+        }
     }
 
+    /// Queues bytes the loop itself produced (an HTTP response, a close frame) behind everything
+    /// queued so far; no pong overtakes them.
     fn enqueue(&mut self, key: usize, bytes: Vec<u8>) {
-        if self.conns[key].enqueue(Arc::new(bytes)) {
+        if self.conns[key].enqueue_pinned(Arc::new(bytes)) {
             self.dirty.push(key);
         }
     }
@@ -374,6 +394,11 @@ impl Server {
             if let Err(e) = ok {
                 debug!(key, error = %e, "write failed");
                 self.remove(key);
+            } else if conn.is_done() {
+                self.remove(key);
+            } else if conn.read_paused && conn.out.queued_bytes() <= self.config.max_backpressure {
+                conn.read_paused = false;
+                self.reread.push(key);
             }
         }
         dirty.clear();

@@ -39,19 +39,32 @@ fn late_joiner_gets_the_last_n_then_live_messages() {
 fn no_gap_or_duplicate_at_the_seam_under_concurrent_publishing() {
     const TOTAL: u32 = 20_000;
     const HISTORY: usize = 50;
+    const JOINERS: u32 = 8;
     let server = TestServer::start(|c| c.history = HISTORY);
     let handle = server.handle.clone();
+    // Every 2 000 messages the publisher calls in a joiner and keeps publishing while it
+    // connects; it waits for the joiner's 101 only 100 messages later, so every join happens
+    // mid-stream and races with publishing.
+    let (join_tx, join_rx) = std::sync::mpsc::channel();
+    let (joined_tx, joined_rx) = std::sync::mpsc::channel::<()>();
     let publisher = std::thread::spawn(move || {
         for i in 0..TOTAL {
             handle
                 .publish("feed", Message::Binary(i.to_be_bytes().to_vec()))
                 .unwrap();
+            if i % 2_000 == 1_999 && i / 2_000 < JOINERS {
+                join_tx.send(()).unwrap();
+            }
+            if i % 2_000 == 99 && i > 2_000 && (i - 100) / 2_000 < JOINERS {
+                joined_rx.recv().unwrap();
+            }
         }
     });
-    // Clients join while the publisher runs; each must see an unbroken run ending at TOTAL-1.
     let mut joiners = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..JOINERS {
+        join_rx.recv().unwrap();
         let mut c = ws(server.addr, "feed");
+        joined_tx.send(()).unwrap();
         joiners.push(std::thread::spawn(move || {
             let first = seq(&read_frame(&mut c).payload);
             let mut last = first;
@@ -64,10 +77,13 @@ fn no_gap_or_duplicate_at_the_seam_under_concurrent_publishing() {
         }));
     }
     publisher.join().unwrap();
-    for j in joiners {
-        let first = j.join().unwrap();
-        assert!(first < TOTAL, "{first}");
-    }
+    let firsts: Vec<u32> = joiners.into_iter().map(|j| j.join().unwrap()).collect();
+    // Every joiner came in mid-stream, so it started with history and went on live: an
+    // unbroken run from there to the end proves the seam.
+    assert!(
+        firsts.iter().all(|&f| f > 0 && f < TOTAL - HISTORY as u32),
+        "{firsts:?}"
+    );
 }
 
 #[test]

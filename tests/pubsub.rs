@@ -99,3 +99,19 @@ fn many_subscribers_each_get_every_message_in_order() {
         }
     }
 }
+
+#[test]
+fn ping_in_the_handshake_write_is_answered_after_the_101_and_pongs_keep_their_order() {
+    let server = TestServer::start(|_| {});
+    let mut s = connect(server.addr);
+    let mut bytes = upgrade_request("Sec-WebSocket-Protocol: room\r\n").into_bytes();
+    for p in [b"1", b"2", b"3"] {
+        bytes.extend(frame(true, 9, p, true));
+    }
+    s.write_all(&bytes).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    for p in [b"1", b"2", b"3"] {
+        let f = read_frame(&mut s);
+        assert_eq!((f.opcode, f.payload.as_slice()), (10, &p[..]));
+    }
+}

@@ -171,6 +171,9 @@ impl Server {
         for key in keys {
             let conn = &mut self.conns[key];
             match &mut conn.phase {
+                // An HTTP connection gets the answers already queued for it (a publish that was
+                // delivered must not look failed to its publisher), then closes.
+                Phase::Http { .. } if !conn.out.is_empty() => self.begin_closing(key, None),
                 Phase::Http { .. } => self.remove(key),
                 Phase::Open { session, .. } => {
                     if let Some(f) =
@@ -195,6 +198,7 @@ impl Server {
             Phase::Closing {
                 deadline,
                 write_shut: false,
+                peer_eof: false,
             },
         );
         if let Phase::Open { sub, .. } = old {
