@@ -78,6 +78,39 @@ impl Refusal {
     pub const NO_SUCH_CHANNEL: Self = Self::new_with(404, "no such channel", "");
 }
 
+impl Refusal {
+    /// Every refusal the server can send, handshake and API alike (for tests that check them
+    /// all: distinct reasons, standard status phrases, JSON bodies).
+    pub const ALL: [Refusal; 26] = [
+        Refusal::HEAD_TOO_LARGE,
+        Refusal::TOO_MANY_HEADERS,
+        Refusal::MALFORMED,
+        Refusal::METHOD_NOT_ALLOWED,
+        Refusal::HTTP_VERSION,
+        Refusal::MISSING_HOST,
+        Refusal::NOT_FOUND,
+        Refusal::UPGRADE_HEADER,
+        Refusal::CONNECTION_HEADER,
+        Refusal::WS_VERSION,
+        Refusal::MISSING_KEY,
+        Refusal::INVALID_KEY,
+        Refusal::ORIGIN_NOT_ALLOWED,
+        Refusal::INVALID_CHANNEL,
+        Refusal::NO_CHANNEL,
+        Refusal::SERVICE_UNAVAILABLE,
+        Refusal::TIMEOUT,
+        Refusal::UNAUTHORIZED,
+        Refusal::FORBIDDEN_TOKEN,
+        Refusal::LENGTH_REQUIRED,
+        Refusal::BAD_LENGTH,
+        Refusal::TOO_LARGE,
+        Refusal::BODY_NOT_UTF8,
+        Refusal::POST_ONLY,
+        Refusal::GET_ONLY,
+        Refusal::NO_SUCH_CHANNEL,
+    ];
+}
+
 /// Routes a complete, syntactically valid request that is not a WebSocket upgrade.
 pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<HttpRequest, Refusal> {
     let full = req.path.unwrap_or("");
@@ -576,34 +609,7 @@ mod tests {
     /// that is the body's.
     #[test]
     fn every_refusal_body_is_the_reason_as_json() {
-        let all = [
-            Refusal::HEAD_TOO_LARGE,
-            Refusal::TOO_MANY_HEADERS,
-            Refusal::MALFORMED,
-            Refusal::METHOD_NOT_ALLOWED,
-            Refusal::HTTP_VERSION,
-            Refusal::MISSING_HOST,
-            Refusal::NOT_FOUND,
-            Refusal::UPGRADE_HEADER,
-            Refusal::CONNECTION_HEADER,
-            Refusal::WS_VERSION,
-            Refusal::MISSING_KEY,
-            Refusal::INVALID_KEY,
-            Refusal::ORIGIN_NOT_ALLOWED,
-            Refusal::INVALID_CHANNEL,
-            Refusal::NO_CHANNEL,
-            Refusal::SERVICE_UNAVAILABLE,
-            Refusal::TIMEOUT,
-            Refusal::UNAUTHORIZED,
-            Refusal::FORBIDDEN_TOKEN,
-            Refusal::LENGTH_REQUIRED,
-            Refusal::BAD_LENGTH,
-            Refusal::TOO_LARGE,
-            Refusal::BODY_NOT_UTF8,
-            Refusal::POST_ONLY,
-            Refusal::GET_ONLY,
-            Refusal::NO_SUCH_CHANNEL,
-        ];
+        let all = Refusal::ALL;
         for r in all {
             let response = String::from_utf8(r.response()).unwrap();
             let (head, body) = response.split_once("\r\n\r\n").unwrap();
