@@ -7,7 +7,7 @@
 //! # Architecture
 //!
 //! ```text
-//!            accept / read                      encode once             one writev per
+//!            accept / read                      encode once           one sendmsg per
 //!  sockets ─────────────────┐                 ┌──────────────┐        dirty connection
 //!                           ▼                 │ SharedFrame  │        per loop turn
 //!   ┌───────────── server.rs: Poll + Slab<Connection> ──────────────────────────────┐
