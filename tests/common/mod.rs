@@ -42,8 +42,14 @@ impl TestServer {
     }
 
     /// Shuts down and waits for the loop to return.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
         self.handle.shutdown().unwrap();
+        self.join();
+    }
+
+    /// Waits for the loop to return on its own (after a shutdown already asked for) and
+    /// asserts it returned `Ok`.
+    pub fn join(mut self) {
         self.thread.take().unwrap().join().unwrap().unwrap();
     }
 }
