@@ -1,5 +1,6 @@
-//! Unit tests for the configuration: flag, environment and file precedence, durations and
-//! sizes, unknown keys.
+//! Unit tests for the configuration: defaults, sizes and durations, flags over the file, the
+//! file format and its errors naming the key. Environment variables are tested on the binary
+//! in `tests/config.rs`.
 
 use super::file::parse_toml;
 use super::*;
