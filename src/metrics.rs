@@ -24,6 +24,11 @@ pub struct Stats {
     pub dropped: u64,
     /// Subscribers closed with 1008 for being over `--max-backpressure`.
     pub slow_closes: u64,
+    /// History frames queued to new subscribers.
+    pub history_sent: u64,
+    /// History frames not sent to a new subscriber because they did not fit under
+    /// `--max-backpressure` (the oldest ones go first).
+    pub history_skipped: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes written to sockets.
@@ -121,6 +126,18 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "counter",
         "Subscribers closed with 1008 slow consumer.",
         &one(stats.slow_closes),
+    );
+    metric(
+        "fanout_history_sent",
+        "counter",
+        "History frames queued to new subscribers.",
+        &one(stats.history_sent),
+    );
+    metric(
+        "fanout_history_skipped",
+        "counter",
+        "Oldest history frames not sent to a new subscriber, for not fitting under --max-backpressure.",
+        &one(stats.history_skipped),
     );
     metric(
         "fanout_received_bytes",

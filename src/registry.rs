@@ -164,10 +164,32 @@ impl Registry {
 
     /// The frames a new subscriber of `channel` is sent first, oldest first.
     pub fn history(&self, channel: usize) -> impl Iterator<Item = &SharedFrame> {
-        self.channels
-            .get(channel)
+        self.history_within(channel, usize::MAX).0
+    }
+
+    /// The newest frames of `channel`'s history whose lengths add up to at most `budget`,
+    /// oldest first, and how many older frames were left out.
+    pub fn history_within(
+        &self,
+        channel: usize,
+        budget: usize,
+    ) -> (impl Iterator<Item = &SharedFrame>, usize) {
+        let history = self.channels.get(channel).map(|c| &c.history);
+        let all = history.map_or(0, |h| h.len());
+        let mut total = 0usize;
+        let fit = history
             .into_iter()
-            .flat_map(|c| &c.history)
+            .flat_map(|h| h.iter().rev())
+            .take_while(|f| {
+                total = total.saturating_add(f.len());
+                total <= budget
+            })
+            .count();
+        let skipped = all - fit;
+        (
+            history.into_iter().flat_map(move |h| h.range(skipped..)),
+            skipped,
+        )
     }
 
     /// Forgets channels whose history outlived its TTL with no subscriber.
@@ -281,6 +303,32 @@ mod tests {
                 history: 3
             })
         );
+    }
+
+    #[test]
+    fn history_within_a_budget_keeps_the_newest_frames_that_fit() {
+        let mut r = Registry::new(4, Duration::from_secs(60));
+        let ch = r.channel_for_publish("feed", Instant::now()).unwrap();
+        // Frames of 1, 2, 3 and 4 bytes, each filled with its own length.
+        for len in 1..=4u8 {
+            r.record(ch, &Arc::new(vec![len; len as usize]));
+        }
+        let within = |budget| {
+            let (frames, skipped) = r.history_within(ch, budget);
+            (frames.map(|f| f[0]).collect::<Vec<_>>(), skipped)
+        };
+        assert_eq!(within(usize::MAX), (vec![1, 2, 3, 4], 0));
+        assert_eq!(within(10), (vec![1, 2, 3, 4], 0));
+        assert_eq!(within(9), (vec![2, 3, 4], 1));
+        assert_eq!(within(7), (vec![3, 4], 2));
+        assert_eq!(
+            within(6),
+            (vec![4], 3),
+            "the newest that fit, not any that fit"
+        );
+        assert_eq!(within(3), (vec![], 4));
+        assert_eq!(within(0), (vec![], 4));
+        assert_eq!(r.history_within(ch + 1, 100).1, 0, "unknown channel");
     }
 
     #[test]

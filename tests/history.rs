@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -109,4 +110,39 @@ fn history_without_subscribers_is_forgotten_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn a_joiner_gets_only_the_newest_history_that_fits_under_the_backpressure_cap() {
+    const CAP: usize = 1000;
+    const SIZE: usize = 300; // a 304-byte frame: 4-byte header, no mask
+    let server = TestServer::start(|c| {
+        c.history = 5;
+        c.max_backpressure = CAP;
+    });
+    let message = |i: u8| Message::Binary(vec![i; SIZE]);
+    for i in 1..=5 {
+        server.handle.publish("feed", message(i)).unwrap();
+    }
+    let mut late = connect(server.addr);
+    late.write_all(upgrade_request("Sec-WebSocket-Protocol: feed\r\n").as_bytes())
+        .unwrap();
+    let head = read_head(&mut late);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    // What the 101 leaves of the cap holds two frames, so the three oldest are skipped.
+    assert_eq!((CAP - head.len()) / (SIZE + 4), 2, "{head}");
+    for i in [4, 5] {
+        assert_eq!(read_frame(&mut late).payload, vec![i; SIZE]);
+    }
+    // Still subscribed, not closed as a slow consumer: the next live message arrives next.
+    server.handle.publish("feed", message(6)).unwrap();
+    assert_eq!(read_frame(&mut late).payload, vec![6; SIZE]);
+    let (_, _, metrics) = get(server.addr, "/metrics");
+    for line in [
+        "fanout_history_sent_total 2",
+        "fanout_history_skipped_total 3",
+        "fanout_slow_consumer_closes_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }

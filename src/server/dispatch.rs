@@ -42,10 +42,17 @@ impl Server {
         self.enqueue(key, handshake::upgrade_response(up));
         // History goes right behind the 101 and before anything live: both happen within this
         // turn of the single-threaded loop, so there is no gap and no duplicate at the seam.
+        // Only the newest frames that fit under `--max-backpressure` are sent, so a long
+        // history of big messages cannot make a joiner a slow consumer before it has read a
+        // byte; the oldest ones are skipped (and counted).
         let conn = &mut self.conns[key];
-        for frame in self.registry.history(sub.channel) {
+        let budget = (self.config.max_backpressure).saturating_sub(conn.out.queued_bytes());
+        let (history, skipped) = self.registry.history_within(sub.channel, budget);
+        for frame in history {
             conn.out.push(frame.clone());
+            self.stats.history_sent += 1;
         }
+        self.stats.history_skipped += skipped as u64;
         self.schedule(key);
     }
 
