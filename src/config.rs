@@ -100,6 +100,13 @@ pub struct Config {
     #[arg(value_name = "BYTES", default_value = "4MiB", value_parser = parse_size)]
     pub max_backpressure: usize,
 
+    /// Memory for partly received input (messages, request heads, publish bodies), all
+    /// connections together; the connection that would go over it is closed with 1013 (or
+    /// refused with 503).
+    #[arg(long, env = "FANOUT_MAX_INPUT_MEMORY")]
+    #[arg(value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_input_memory: usize,
+
     /// What happens to a subscriber over --max-backpressure.
     #[arg(long, env = "FANOUT_SLOW_CONSUMER")]
     #[arg(value_name = "POLICY", value_enum, default_value = "close")]

@@ -78,6 +78,9 @@ pub struct Connection {
     /// peer that sends requests or pings but does not read the answers); resumed once the
     /// queue drains.
     pub read_paused: bool,
+    /// This connection's share of the loop's input-memory total: its
+    /// [`Connection::input_bytes`] when last counted.
+    pub input_counted: usize,
 }
 
 impl Connection {
@@ -99,6 +102,7 @@ impl Connection {
             timer_at: None,
             registered: Interest::READABLE,
             read_paused: false,
+            input_counted: 0,
         })
     }
 
@@ -112,6 +116,16 @@ impl Connection {
                 ..
             }
         )
+    }
+
+    /// Heap bytes its partly received input holds: an unfinished request (or publish body)
+    /// while in the HTTP phase, an unfinished message once open, nothing once closing.
+    pub fn input_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Http { buf, .. } => buf.capacity(),
+            Phase::Open { session, .. } => session.buffered_bytes(),
+            Phase::Closing { .. } => 0,
+        }
     }
 
     /// Whether data messages may be queued for it: upgraded, and no close sent or received.

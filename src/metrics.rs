@@ -29,6 +29,8 @@ pub struct Stats {
     /// History frames not sent to a new subscriber because they did not fit under
     /// `--max-backpressure` (the oldest ones go first).
     pub history_skipped: u64,
+    /// Connections turned away (503 or 1013) for taking `--max-input-memory` over.
+    pub input_memory_refusals: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Bytes written to sockets.
@@ -60,6 +62,8 @@ pub struct Gauges {
     pub queued_bytes: usize,
     /// Channels that exist.
     pub channels: usize,
+    /// Heap bytes of partly received input, over all connections.
+    pub input_memory: usize,
 }
 
 /// Renders every metric in the Prometheus text format.
@@ -140,6 +144,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         &one(stats.history_skipped),
     );
     metric(
+        "fanout_input_memory_refusals",
+        "counter",
+        "Connections turned away (503 or 1013) for taking --max-input-memory over.",
+        &one(stats.input_memory_refusals),
+    );
+    metric(
         "fanout_received_bytes",
         "counter",
         "Bytes read from sockets.",
@@ -170,6 +180,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         &one(gauges.queued_bytes as u64),
     );
     metric(
+        "fanout_input_memory_bytes",
+        "gauge",
+        "Heap bytes of partly received input (messages, requests), under --max-input-memory.",
+        &one(gauges.input_memory as u64),
+    );
+    metric(
         "fanout_channels",
         "gauge",
         "Channels that exist.",
@@ -197,6 +213,7 @@ mod tests {
                 connections: 2,
                 queued_bytes: 10,
                 channels: 1,
+                input_memory: 7,
             },
         );
         assert!(
@@ -209,6 +226,7 @@ mod tests {
         assert!(text.contains("fanout_close_frames_sent_total{code=\"1001\"} 2\n"));
         assert!(text.contains("fanout_refusals_total{status=\"400\"} 1\n"));
         assert!(text.contains("fanout_queued_bytes 10\n"));
+        assert!(text.contains("fanout_input_memory_bytes 7\n"));
         assert!(text.ends_with("fanout_channels 1\n"));
     }
 }

@@ -61,6 +61,9 @@ pub struct Server {
     reread: Vec<usize>,
     /// One read buffer for every connection: idle connections hold none.
     read_buf: Vec<u8>,
+    /// Heap bytes of partly received input, all connections together (the sum of their
+    /// `input_counted`), held under `--max-input-memory`.
+    input_memory: usize,
     next_id: u64,
     now: Instant,
     accept_paused_until: Option<Instant>,
@@ -113,6 +116,7 @@ impl Server {
             dirty: Vec::new(),
             reread: Vec::new(),
             read_buf: vec![0; config::READ_BUFFER_BYTES],
+            input_memory: 0,
             next_id: 0,
             now: Instant::now(),
             accept_paused_until: None,
@@ -292,6 +296,7 @@ impl Server {
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
                     self.on_data(key, &mut buf[..n]);
+                    self.count_input(key);
                     if n < buf.len() && !closed {
                         break;
                     }
@@ -359,6 +364,7 @@ impl Server {
 
     fn remove(&mut self, key: usize) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            self.input_memory -= conn.input_counted;
             conn.deregister(self.poll.registry());
             if let Phase::Open { sub, .. } = conn.phase {
                 self.leave(sub);

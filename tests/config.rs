@@ -44,6 +44,7 @@ allowed-origins = []
 handshake-timeout = "10s"
 max-message = "1MiB"
 max-backpressure = "4MiB"
+max-input-memory = "256MiB"
 slow-consumer = "close"
 ping-interval = "30s"
 idle-timeout = "75s"
@@ -124,6 +125,7 @@ allowed-origins = []
 handshake-timeout = "10s"
 max-message = "1MiB"
 max-backpressure = "4MiB"
+max-input-memory = "256MiB"
 slow-consumer = "close"
 ping-interval = "30s"
 idle-timeout = "75s"
@@ -155,6 +157,8 @@ fn print_config_round_trips() {
         "300",
         "--max-backpressure",
         "64KiB",
+        "--max-input-memory",
+        "32MiB",
         "--slow-consumer",
         "drop",
         "--ping-interval",
@@ -184,6 +188,7 @@ allowed-origins = ["https://a", "https://b"]
 handshake-timeout = "1500ms"
 max-message = "300"
 max-backpressure = "64KiB"
+max-input-memory = "32MiB"
 slow-consumer = "drop"
 ping-interval = "7s"
 idle-timeout = "90s"
@@ -225,7 +230,7 @@ fn example_file_lists_every_key() {
         .lines()
         .map(|l| l.split(" = ").next().unwrap())
         .collect();
-    assert_eq!(keys.len(), 16);
+    assert_eq!(keys.len(), 17);
     for key in keys {
         let set = example.contains(&format!("\n{key} = "));
         let commented = example.contains(&format!("\n# {key} = "));
@@ -299,6 +304,7 @@ fn help_lists_every_flag_and_its_environment_variable() {
         "handshake-timeout",
         "max-message",
         "max-backpressure",
+        "max-input-memory",
         "slow-consumer",
         "ping-interval",
         "idle-timeout",

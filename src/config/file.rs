@@ -59,6 +59,8 @@ pub(super) struct FileConfig {
     max_message: Option<usize>,
     #[serde(with = "size")]
     max_backpressure: Option<usize>,
+    #[serde(with = "size")]
+    max_input_memory: Option<usize>,
     slow_consumer: Option<SlowConsumer>,
     #[serde(with = "duration")]
     ping_interval: Option<Duration>,
@@ -89,7 +91,7 @@ impl FileConfig {
         }
         layer! {
             listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
-            max_backpressure, slow_consumer, ping_interval, idle_timeout, max_connections,
+            max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout, max_connections,
             close_timeout, shutdown_timeout, publish_token, history, history_ttl
         }
     }
@@ -105,6 +107,7 @@ impl From<&Config> for FileConfig {
             handshake_timeout: Some(c.handshake_timeout),
             max_message: Some(c.max_message),
             max_backpressure: Some(c.max_backpressure),
+            max_input_memory: Some(c.max_input_memory),
             slow_consumer: Some(c.slow_consumer),
             ping_interval: Some(c.ping_interval),
             idle_timeout: Some(c.idle_timeout),

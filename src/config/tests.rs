@@ -13,6 +13,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.max_message, 1 << 20);
     assert_eq!(c.max_backpressure, 4 << 20);
+    assert_eq!(c.max_input_memory, 256 << 20);
     assert_eq!(c.slow_consumer, SlowConsumer::Close);
     assert_eq!(c.ping_interval, Duration::from_secs(30));
     assert_eq!(c.idle_timeout, Duration::from_secs(75));
@@ -102,6 +103,7 @@ fn everything_set() -> Config {
         handshake_timeout: Duration::from_millis(1500),
         max_message: 300,
         max_backpressure: 64 << 10,
+        max_input_memory: 32 << 20,
         slow_consumer: SlowConsumer::Drop,
         ping_interval: Duration::from_secs(7),
         idle_timeout: Duration::from_secs(90),

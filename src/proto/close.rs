@@ -21,6 +21,9 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// 1011: unexpected server condition.
 pub const INTERNAL_ERROR: u16 = 1011;
+/// 1013: try again later, the server is overloaded (IANA registry, after RFC 6455): sent when
+/// `--max-input-memory` is full.
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// 1005: reported locally when a Close frame carried no code; never sent on the wire (§7.4.1).
 pub const NO_STATUS_RECEIVED: u16 = 1005;
 /// 1006: reported locally when the connection dropped without a Close frame; never sent (§7.4.1).

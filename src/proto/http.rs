@@ -74,6 +74,13 @@ impl Refusal {
         Self::new_with(405, "only POST is supported here", "Allow: POST\r\n");
     /// A method other than `GET` on a read-only endpoint.
     pub const GET_ONLY: Self = Self::new_with(405, "only GET is supported here", "Allow: GET\r\n");
+    /// A request (head or publish body) that would take the server over
+    /// `--max-input-memory`.
+    pub const INPUT_MEMORY: Self = Self::new_with(
+        503,
+        "server busy: input memory full, try again later",
+        "Retry-After: 1\r\n",
+    );
     /// `GET /channels/{name}` for a channel nobody is on.
     pub const NO_SUCH_CHANNEL: Self = Self::new_with(404, "no such channel", "");
 }
@@ -81,7 +88,7 @@ impl Refusal {
 impl Refusal {
     /// Every refusal the server can send, handshake and API alike (for tests that check them
     /// all: distinct reasons, standard status phrases, JSON bodies).
-    pub const ALL: [Refusal; 26] = [
+    pub const ALL: [Refusal; 27] = [
         Refusal::HEAD_TOO_LARGE,
         Refusal::TOO_MANY_HEADERS,
         Refusal::MALFORMED,
@@ -108,6 +115,7 @@ impl Refusal {
         Refusal::POST_ONLY,
         Refusal::GET_ONLY,
         Refusal::NO_SUCH_CHANNEL,
+        Refusal::INPUT_MEMORY,
     ];
 }
 

@@ -135,6 +135,13 @@ impl Session {
         }
     }
 
+    /// Heap bytes held for input not yet delivered: a partly received data message, and the
+    /// buffer for control payloads split across reads. Zero between messages until a control
+    /// frame has been split.
+    pub fn buffered_bytes(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.buf.capacity()) + self.control.capacity()
+    }
+
     /// Whether data messages may still be sent to the peer.
     pub fn is_open(&self) -> bool {
         self.state == State::Open

@@ -211,11 +211,48 @@ impl Server {
         if let Phase::Open { sub, .. } = old {
             self.leave(sub);
         }
+        self.count_input(key); // Whatever it was receiving is dropped.
         if let Some(f) = last {
             self.enqueue(key, f);
         }
         self.mark_dirty(key);
         self.schedule(key);
+    }
+
+    /// Brings `key`'s share of the input-memory total up to date after it received bytes. If
+    /// its input grew and the total is now over `--max-input-memory`, this connection is the
+    /// one turned away — with 503 before its request is complete, with `1013 Try Again Later`
+    /// in the middle of a message — so the memory goes back at once and every other
+    /// connection carries on.
+    pub(super) fn count_input(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now = conn.input_bytes();
+        let before = std::mem::replace(&mut conn.input_counted, now);
+        self.input_memory = self.input_memory - before + now;
+        if now <= before || self.input_memory <= self.config.max_input_memory {
+            return;
+        }
+        debug!(
+            key,
+            bytes = now,
+            total = self.input_memory,
+            "over --max-input-memory"
+        );
+        self.stats.input_memory_refusals += 1;
+        match &mut conn.phase {
+            Phase::Http { .. } => self.refuse(key, Refusal::INPUT_MEMORY),
+            Phase::Open { session, .. } => {
+                let reason = Refusal::INPUT_MEMORY.reason;
+                let frame = session.close(close::TRY_AGAIN_LATER, reason, self.now);
+                if let Some(f) = &frame {
+                    self.stats.close_sent(f);
+                }
+                self.begin_closing(key, frame);
+            }
+            Phase::Closing { .. } => {}
+        }
     }
 
     /// Sends a complete HTTP response, then closes.

@@ -62,6 +62,9 @@ impl Server {
             }
         }
         buf.drain(..pos);
+        if buf.is_empty() {
+            buf = Vec::new(); // An idle persistent connection holds no buffer.
+        }
         let idle_deadline = self.now + self.config.handshake_timeout;
         if let Some(Phase::Http { buf: b, deadline }) =
             self.conns.get_mut(key).map(|c| &mut c.phase)
@@ -144,6 +147,7 @@ impl Server {
             connections: self.conns.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.queued_bytes()).sum(),
             channels: self.registry.channel_count(),
+            input_memory: self.input_memory,
         };
         metrics::render(&self.stats, &gauges)
     }

@@ -290,3 +290,29 @@ pub fn publish_request(channel: &str, content_type: &str, body: &[u8], extra: &s
     req.extend_from_slice(body);
     req
 }
+
+/// The value of an unlabelled sample in `GET /metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (status, _, body) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+}
+
+/// Scrapes `/metrics` until `name` satisfies `ok` (the server has processed what the test
+/// sent), and returns the value; fails after [`TIMEOUT`].
+pub fn await_metric(addr: SocketAddr, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let value = metric(addr, name);
+        if ok(value) {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed at {value}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
