@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
 use crate::broadcast::Message;
+use crate::proto::handshake::is_channel;
 
 /// How many commands may wait for the loop before [`Handle::publish`] blocks (backpressure on
 /// publishers instead of unbounded memory).
@@ -45,6 +46,35 @@ impl fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
+/// Why [`Handle::publish`] did not deliver a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The name is not one a client could subscribe to (a token of 1–64 bytes), so nobody
+    /// could ever receive the message.
+    InvalidChannel,
+    /// The server has stopped.
+    Stopped,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::InvalidChannel => {
+                f.write_str("invalid channel name: must be a token of 1-64 bytes")
+            }
+            PublishError::Stopped => Stopped.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl From<Stopped> for PublishError {
+    fn from(_: Stopped) -> Self {
+        PublishError::Stopped
+    }
+}
+
 /// A cloneable, `Send` handle for publishing into a running server and stopping it.
 #[derive(Clone, Debug)]
 pub struct Handle {
@@ -55,12 +85,16 @@ pub struct Handle {
 
 impl Handle {
     /// Publishes `message` to every subscriber of `channel` (none is fine). Blocks while the
-    /// loop is [`INBOX_CAPACITY`] commands behind.
-    pub fn publish(&self, channel: &str, message: impl Into<Message>) -> Result<(), Stopped> {
-        self.send(Command::Publish {
+    /// loop is [`INBOX_CAPACITY`] commands behind. A name no client could subscribe to is
+    /// refused here, before it could create a channel (with `--history`) nobody can join.
+    pub fn publish(&self, channel: &str, message: impl Into<Message>) -> Result<(), PublishError> {
+        if !is_channel(channel.as_bytes()) {
+            return Err(PublishError::InvalidChannel);
+        }
+        Ok(self.send(Command::Publish {
             channel: channel.to_owned(),
             message: message.into(),
-        })
+        })?)
     }
 
     /// Asks the server to shut down gracefully (as SIGTERM does). Returns at once.

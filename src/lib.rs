@@ -57,6 +57,6 @@ pub mod timers;
 
 pub use broadcast::Message;
 pub use config::Config;
-pub use inbox::{Handle, Stopped};
+pub use inbox::{Handle, PublishError, Stopped};
 pub use metrics::Stats;
 pub use server::Server;

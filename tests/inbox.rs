@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use fanout::Message;
+use fanout::{Message, PublishError};
 
 #[test]
 fn publish_from_other_threads_reaches_every_subscriber_in_order() {
@@ -50,5 +50,26 @@ fn publishing_to_an_empty_channel_is_fine_and_a_stopped_server_says_so() {
     let handle = server.handle.clone();
     handle.publish("nobody", "x").unwrap();
     server.stop();
-    assert_eq!(handle.publish("nobody", "x"), Err(fanout::Stopped));
+    assert_eq!(handle.publish("nobody", "x"), Err(PublishError::Stopped));
+}
+
+#[test]
+fn publishing_to_a_name_no_client_could_join_is_refused_and_creates_nothing() {
+    let server = TestServer::start(|c| c.history = 5);
+    let too_long = "x".repeat(65);
+    for name in ["", "two words", "caf\u{e9}", "a/b", too_long.as_str()] {
+        assert_eq!(
+            server.handle.publish(name, "x"),
+            Err(PublishError::InvalidChannel),
+            "{name:?}"
+        );
+    }
+    // The longest valid name is fine, and it is the only channel that exists.
+    let longest = "x".repeat(64);
+    server.handle.publish(&longest, "x").unwrap();
+    let (_, _, body) = get(server.addr, "/channels");
+    assert_eq!(
+        body,
+        format!(r#"[{{"name":"{longest}","subscribers":0,"history":1}}]"#)
+    );
 }
