@@ -37,13 +37,13 @@ fn check_parse(
 
 /// One test per header: `name: [bytes], Role => expected parse_header result;`.
 macro_rules! parse_cases {
-        ($($name:ident: [$($byte:expr),* $(,)?], $role:ident => $expected:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                check_parse(&[$($byte),*], Role::$role, $expected);
-            }
-        )*};
-    }
+    ($($name:ident: [$($byte:expr),* $(,)?], $role:ident => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check_parse(&[$($byte),*], Role::$role, $expected);
+        }
+    )*};
+}
 
 parse_cases! {
     // Each violation, alone, from as few bytes as decide it.

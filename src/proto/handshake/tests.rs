@@ -239,26 +239,26 @@ fn every_refusal_has_its_own_reason() {
 
 /// `name: policy, [head lines] => status, "reason";` — the request is refused exactly so.
 macro_rules! refused {
-        ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $status:literal, $reason:literal;)*) => {$(
-            #[test]
-            fn $name() {
-                let got = parse(&head(&[$($line),*]), &$policy()).unwrap_err();
-                assert_eq!((got.status, got.reason), ($status, $reason));
-            }
-        )*};
-    }
+    ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $status:literal, $reason:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            let got = parse(&head(&[$($line),*]), &$policy()).unwrap_err();
+            assert_eq!((got.status, got.reason), ($status, $reason));
+        }
+    )*};
+}
 
 /// `name: policy, [head lines] => channel, selected;` — the upgrade is accepted so.
 macro_rules! accepted {
-        ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $channel:literal, $selected:literal;)*) => {$(
-            #[test]
-            fn $name() {
-                let buf = head(&[$($line),*]);
-                let want = Ok(Decoded::Complete((upgrade($channel, $selected), buf.len())));
-                assert_eq!(parse(&buf, &$policy()), want);
-            }
-        )*};
-    }
+    ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $channel:literal, $selected:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            let buf = head(&[$($line),*]);
+            let want = Ok(Decoded::Complete((upgrade($channel, $selected), buf.len())));
+            assert_eq!(parse(&buf, &$policy()), want);
+        }
+    )*};
+}
 
 refused! {
     garbage: strict, ["\x01\x02 nonsense"] => 400, "malformed HTTP request";

@@ -75,13 +75,13 @@ fn binary(channel: &str, body_len: usize) -> Route {
 
 /// `name: policy, [head lines] => Ok(..) or Err(refusal);` — the request routes exactly so.
 macro_rules! requests {
-        ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $want:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                assert_eq!(request(&[$($line),*], &$policy()), $want);
-            }
-        )*};
-    }
+    ($($name:ident: $policy:ident, [$($line:expr),* $(,)?] => $want:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(request(&[$($line),*], &$policy()), $want);
+        }
+    )*};
+}
 
 requests! {
     // The read-only endpoints.

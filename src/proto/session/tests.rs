@@ -145,18 +145,18 @@ fn empty_messages_are_delivered() {
 }
 
 macro_rules! violations {
-        ($($name:ident: $input:expr => $code:expr;)*) => {$(
-            #[test]
-            fn $name() {
-                let input: Vec<u8> = $input;
-                for chunk in [1, 2, 3, input.len()] {
-                    let out = run(&input, chunk);
-                    assert_eq!(close_code(&out), Some($code), "chunk {chunk}: {out:?}");
-                    assert!(out.messages.is_empty(), "chunk {chunk}");
-                }
+    ($($name:ident: $input:expr => $code:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let input: Vec<u8> = $input;
+            for chunk in [1, 2, 3, input.len()] {
+                let out = run(&input, chunk);
+                assert_eq!(close_code(&out), Some($code), "chunk {chunk}: {out:?}");
+                assert!(out.messages.is_empty(), "chunk {chunk}");
             }
-        )*};
-    }
+        }
+    )*};
+}
 
 violations! {
     unmasked_frame: vec![0x81, 0x00] => 1002;
