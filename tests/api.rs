@@ -132,7 +132,7 @@ fn publish_errors_have_their_status() {
         &server,
         b"DELETE /channels HTTP/1.1\r\nHost: x\r\n\r\n",
         405,
-        "only GET is supported here",
+        "only GET and HEAD are supported here",
     );
 }
 
@@ -284,4 +284,37 @@ fn a_peer_that_never_reads_is_no_longer_read_once_its_answers_pass_the_cap() {
     flood.write_all(&batch[offset..]).unwrap();
     flood.write_all(&frame(true, 9, b"marker", true)).unwrap();
     drainer.join().unwrap();
+}
+
+#[test]
+fn head_is_answered_like_get_without_the_body() {
+    let server = TestServer::start(|_| {});
+    let mut s = connect(server.addr);
+    // HEAD then GET, pipelined: the HEAD answer must end at its blank line, or the GET answer
+    // would not start where it should.
+    s.write_all(
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut s, &mut all).unwrap();
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                Content-Length: 3\r\nCache-Control: no-store\r\n";
+    assert_eq!(
+        all,
+        format!("{head}\r\n{head}Connection: close\r\n\r\nok\n")
+    );
+
+    // A refusal to a HEAD request has no body either.
+    let mut s = connect(server.addr);
+    s.write_all(b"HEAD /channels/nobody HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut s, &mut all).unwrap();
+    assert_eq!(
+        all,
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 28\r\n\
+         Connection: close\r\n\r\n"
+    );
 }

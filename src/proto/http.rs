@@ -17,6 +17,8 @@ pub struct HttpRequest {
     pub route: Route,
     /// Whether the connection stays open for another request after the response.
     pub keep_alive: bool,
+    /// A `HEAD` request: answered like `GET`, without the body (RFC 9110 §9.3.2).
+    pub head: bool,
 }
 
 /// The API's endpoints.
@@ -72,8 +74,12 @@ impl Refusal {
     /// A method other than `POST` on `/publish/…`.
     pub const POST_ONLY: Self =
         Self::new_with(405, "only POST is supported here", "Allow: POST\r\n");
-    /// A method other than `GET` on a read-only endpoint.
-    pub const GET_ONLY: Self = Self::new_with(405, "only GET is supported here", "Allow: GET\r\n");
+    /// A method other than `GET` or `HEAD` on a read-only endpoint.
+    pub const GET_ONLY: Self = Self::new_with(
+        405,
+        "only GET and HEAD are supported here",
+        "Allow: GET, HEAD\r\n",
+    );
     /// A request (head or publish body) that would take the server over
     /// `--max-input-memory`.
     pub const INPUT_MEMORY: Self = Self::new_with(
@@ -123,7 +129,8 @@ impl Refusal {
 pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<HttpRequest, Refusal> {
     let full = req.path.unwrap_or("");
     let path = full.split_once('?').map_or(full, |(path, _query)| path);
-    let get = req.method == Some("GET");
+    let head = req.method == Some("HEAD");
+    let get = head || req.method == Some("GET");
     let route = if let Some(channel) = path.strip_prefix(PUBLISH_PREFIX) {
         if req.method != Some("POST") {
             return Err(Refusal::POST_ONLY);
@@ -149,6 +156,7 @@ pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Htt
     Ok(HttpRequest {
         route,
         keep_alive: !close,
+        head,
     })
 }
 
@@ -248,6 +256,14 @@ pub fn ok(content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// Cuts `response` after its head, for a `HEAD` request: the headers, `Content-Length`
+/// included, stay those of the `GET` answer.
+pub fn strip_body(response: &mut Vec<u8>) {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
 }
 
 /// A JSON `200 OK`.

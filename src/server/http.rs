@@ -35,7 +35,7 @@ impl Server {
                     if buf[pos..].starts_with(b"POST /publish/") {
                         *self.stats.publishes.entry(refusal.status).or_default() += 1;
                     }
-                    return self.refuse(key, refusal);
+                    return self.refuse_to(key, refusal, buf[pos..].starts_with(b"HEAD "));
                 }
                 Ok(Decoded::Complete((Request::Upgrade(up), used))) => {
                     let mut rest = buf.split_off(pos + used);
@@ -79,7 +79,7 @@ impl Server {
     /// Answers one API request; returns whether the connection stays open for the next.
     fn answer(&mut self, key: usize, req: HttpRequest, body: &[u8]) -> bool {
         let keep_alive = req.keep_alive;
-        let response = match req.route {
+        let mut response = match req.route {
             Route::Health => http::ok("text/plain; charset=utf-8", b"ok\n", keep_alive),
             Route::Index => http::ok(
                 "text/html; charset=utf-8",
@@ -105,7 +105,7 @@ impl Server {
             {
                 Some(info) => http::json(&channel_json(info), keep_alive),
                 None => {
-                    self.refuse(key, Refusal::NO_SUCH_CHANNEL);
+                    self.refuse_to(key, Refusal::NO_SUCH_CHANNEL, req.head);
                     return false;
                 }
             },
@@ -122,6 +122,9 @@ impl Server {
                 http::json(&json, keep_alive)
             }
         };
+        if req.head {
+            http::strip_body(&mut response);
+        }
         if keep_alive {
             self.enqueue(key, response);
         } else {
@@ -132,6 +135,11 @@ impl Server {
 
     /// Sends a refusal and closes.
     pub(super) fn refuse(&mut self, key: usize, refusal: Refusal) {
+        self.refuse_to(key, refusal, false);
+    }
+
+    /// Sends a refusal, without its body for a `HEAD` request, and closes.
+    pub(super) fn refuse_to(&mut self, key: usize, refusal: Refusal, head: bool) {
         debug!(
             key,
             status = refusal.status,
@@ -139,7 +147,11 @@ impl Server {
             "refused"
         );
         *self.stats.refusals.entry(refusal.status).or_default() += 1;
-        self.respond(key, refusal.response());
+        let mut response = refusal.response();
+        if head {
+            http::strip_body(&mut response);
+        }
+        self.respond(key, response);
     }
 
     fn render_metrics(&self) -> String {

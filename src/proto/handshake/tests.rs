@@ -103,6 +103,7 @@ fn routed(route: Route) -> Request {
     Request::Http(HttpRequest {
         route,
         keep_alive: true,
+        head: false,
     })
 }
 
@@ -149,6 +150,7 @@ fn plain_request_every_split_point() {
     let want = Request::Http(HttpRequest {
         route: Route::Health,
         keep_alive: false,
+        head: false,
     });
     for split in 0..=buf.len() {
         let got = parse(&buf[..split], &strict());
@@ -270,7 +272,7 @@ refused! {
     no_host: strict, ["GET / HTTP/1.1", UPG, CONN, KEY, VER, PROTO] => 400, "missing Host header";
     plain_http_1_0: strict, ["GET /healthz HTTP/1.0", HOST] => 400, "HTTP/1.1 required";
     plain_no_host: strict, ["GET /healthz HTTP/1.1"] => 400, "missing Host header";
-    plain_post_root: strict, ["POST / HTTP/1.1", HOST] => 405, "only GET is supported here";
+    plain_post_root: strict, ["POST / HTTP/1.1", HOST] => 405, "only GET and HEAD are supported here";
     plain_other: strict, ["GET /favicon.ico HTTP/1.1", HOST] => 404, "not found";
     plain_healthz_prefix: strict, ["GET /healthzz HTTP/1.1", HOST] => 404, "not found";
     no_upgrade_header: strict, ["GET / HTTP/1.1", HOST, CONN, KEY, VER, PROTO] => 400,

@@ -43,6 +43,7 @@ fn routed(route: Route) -> Result<HttpRequest, Refusal> {
     Ok(HttpRequest {
         route,
         keep_alive: true,
+        head: false,
     })
 }
 
@@ -50,6 +51,15 @@ fn closing(route: Route) -> Result<HttpRequest, Refusal> {
     Ok(HttpRequest {
         route,
         keep_alive: false,
+        head: false,
+    })
+}
+
+fn head(route: Route) -> Result<HttpRequest, Refusal> {
+    Ok(HttpRequest {
+        route,
+        keep_alive: true,
+        head: true,
     })
 }
 
@@ -87,6 +97,9 @@ requests! {
     // The read-only endpoints.
     health: open, ["GET /healthz HTTP/1.1", HOST] => routed(Route::Health);
     health_query: open, ["GET /healthz?x=1 HTTP/1.1", HOST] => routed(Route::Health);
+    head_health: open, ["HEAD /healthz HTTP/1.1", HOST] => head(Route::Health);
+    head_metrics: open, ["HEAD /metrics HTTP/1.1", HOST] => head(Route::Metrics);
+    head_channel: open, ["HEAD /channels/room HTTP/1.1", HOST] => head(channel("room"));
     index: open, ["GET / HTTP/1.1", HOST] => routed(Route::Index);
     index_query: open, ["GET /?a=b&c HTTP/1.1", HOST] => routed(Route::Index);
     metrics: open, ["GET /metrics HTTP/1.1", HOST] => routed(Route::Metrics);
@@ -121,7 +134,7 @@ requests! {
     post_index: open, ["POST / HTTP/1.1", HOST, "Content-Length: 0"] => Err(Refusal::GET_ONLY);
     put_channels: open, ["PUT /channels HTTP/1.1", HOST] => Err(Refusal::GET_ONLY);
     delete_channel: open, ["DELETE /channels/room HTTP/1.1", HOST] => Err(Refusal::GET_ONLY);
-    head_metrics: open, ["HEAD /metrics HTTP/1.1", HOST] => Err(Refusal::GET_ONLY);
+    head_publish: open, ["HEAD /publish/x HTTP/1.1", HOST] => Err(Refusal::POST_ONLY);
     get_publish: open, ["GET /publish/x HTTP/1.1", HOST] => Err(Refusal::POST_ONLY);
     put_publish: open, ["PUT /publish/x HTTP/1.1", HOST, "Content-Length: 5"] => Err(Refusal::POST_ONLY);
     lowercase_post: open, ["post /publish/x HTTP/1.1", HOST, "Content-Length: 5"] =>
@@ -238,6 +251,15 @@ requests! {
 }
 
 #[test]
+fn strip_body_keeps_the_head_and_its_content_length() {
+    let mut response = ok("text/plain; charset=utf-8", b"ok\n", true);
+    let full = response.clone();
+    strip_body(&mut response);
+    assert_eq!(response, &full[..full.len() - 3]);
+    assert!(response.ends_with(b"Content-Length: 3\r\nCache-Control: no-store\r\n\r\n"));
+}
+
+#[test]
 fn ok_response_exact() {
     assert_eq!(
         String::from_utf8(ok("text/plain; charset=utf-8", b"ok\n", true)).unwrap(),
@@ -325,8 +347,8 @@ fn refusal_responses_exact() {
         (
             Refusal::GET_ONLY,
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
-                 Content-Length: 39\r\nConnection: close\r\nAllow: GET\r\n\r\n\
-                 {\"error\":\"only GET is supported here\"}\n",
+                 Content-Length: 49\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n\
+                 {\"error\":\"only GET and HEAD are supported here\"}\n",
         ),
         (
             Refusal::NO_SUCH_CHANNEL,
