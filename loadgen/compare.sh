@@ -4,8 +4,10 @@
 # core 0; loadgen is pinned to core 1. Prints one markdown table (a row per figure, a column
 # per server, and fanout's ratio to each peer), built from the JSON files it leaves in OUT.
 #
-# Usage: loadgen/compare.sh [--quick] [--servers "fanout tokio uws"] [--out DIR]
+# Usage: loadgen/compare.sh [--quick] [--repeat N] [--servers "fanout tokio uws"] [--out DIR]
 #   --quick / QUICK=1   short durations and smaller counts: a smoke run of the whole pipeline
+#   --repeat N          run the whole set N times, servers interleaved in each round; the table
+#                       shows each figure's median and its range (default: 1)
 #   --servers LIST      which servers to run (default: all three)
 #   --out DIR           where the JSON, the logs and table.md go (default: target/compare)
 set -euo pipefail
@@ -14,13 +16,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 QUICK=${QUICK:-0}
 SERVERS=${SERVERS:-"fanout tokio uws"}
+REPEAT=${REPEAT:-1}
 OUT=${OUT:-target/compare}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --servers) SERVERS=$2; shift ;;
+    --repeat) REPEAT=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -91,10 +95,10 @@ run_lg() { # run_lg NAME SCENARIO ARGS...
   local name=$1 scenario=$2; shift 2
   echo "== $name: loadgen $scenario $*" >&2
   if ! "${PIN_LG[@]}" "$LG" "$scenario" --url "ws://127.0.0.1:$PORT/" --server-pid "$PID" \
-      --json "$OUT/$name-$TAG.json" "$@" >"$OUT/$name-$TAG.txt" 2>&1; then
-    echo "   (exit $?; see $OUT/$name-$TAG.txt)" >&2
+      --json "$OUT/$name-$TAG-$ROUND.json" "$@" >"$OUT/$name-$TAG-$ROUND.txt" 2>&1; then
+    echo "   (exit $?; see $OUT/$name-$TAG-$ROUND.txt)" >&2
   fi
-  sed -n '2,40p' "$OUT/$name-$TAG.txt" | sed 's/^/   /' >&2
+  sed -n '2,40p' "$OUT/$name-$TAG-$ROUND.txt" | sed 's/^/   /' >&2
 }
 
 # Every scenario gets a fresh server process, so what one leaves behind (a backlog still being
@@ -109,6 +113,8 @@ scenario() { # scenario NAME TAG LOADGEN-ARGS...
 }
 
 PORT=9100
+for ROUND in $(seq "$REPEAT"); do
+[ "$REPEAT" -gt 1 ] && echo "== round $ROUND of $REPEAT" >&2
 for name in $SERVERS; do
   scenario "$name" connect connect --conns "$CONNS" --connect-rate 0 --source "$SOURCES" --hold 2s
   scenario "$name" fanout1000 fanout --subs 1000 --rate "$FIXED_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
@@ -119,10 +125,12 @@ for name in $SERVERS; do
   scenario "$name" sweep16k sweep --subs 100 --size 16KiB --start-rate 100 --step-duration "$STEP" --max-steps "$STEPS" --drain "$DRAIN"
   scenario "$name" chat chat --rooms 200 --members 10 --rate "$CHAT_RATE" --size 64 --duration "$DUR" --drain "$DRAIN"
 done
+done
 
 {
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr); servers pinned to core 0, loadgen to core 1."
-  echo "Command: loadgen/compare.sh $([ "$QUICK" = 1 ] && echo --quick) (durations: $DUR per run, $STEP per sweep step)"
+  echo "Command: loadgen/compare.sh $([ "$QUICK" = 1 ] && echo --quick) --repeat $REPEAT (durations: $DUR per run, $STEP per sweep step)"
+  [ "$REPEAT" -gt 1 ] && echo "Each cell: the median of $REPEAT rounds (servers interleaved in each round), lowest–highest in brackets; ratios are of medians."
   echo
   python3 loadgen/compare_table.py "$OUT" $SERVERS
 } | tee "$OUT/table.md"

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Builds compare.sh's markdown table from loadgen's JSON files.
 
-Usage: compare_table.py OUT_DIR SERVER...   (files: OUT_DIR/<server>-<tag>.json)
+Usage: compare_table.py OUT_DIR SERVER...   (files: OUT_DIR/<server>-<tag>-<round>.json)
 One row per figure, one column per server, then fanout's ratio to each other server
 (fanout / peer: above 1 is better for "higher is better" rows, below 1 for "lower" rows).
+With several rounds, a cell is the median over the rounds with the range in brackets, and
+ratios are of medians.
 """
+import glob
 import json
 import os
+import statistics
 import sys
 
 
@@ -57,6 +61,18 @@ ROWS = [
 NAMES = {"fanout": "fanout", "tokio": "tokio-tungstenite", "uws": "uWebSockets.js"}
 
 
+def median(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+
+
+def cell(values, spec):
+    values = [v for v in values if isinstance(v, (int, float))]
+    if len(values) < 2:
+        return fmt(median(values), spec)
+    return "{} ({}–{})".format(fmt(median(values), spec), fmt(min(values), spec), fmt(max(values), spec))
+
+
 def fmt(value, spec):
     if value is None:
         return "–"
@@ -69,13 +85,12 @@ def fmt(value, spec):
 
 def main():
     out, servers = sys.argv[1], sys.argv[2:]
-    docs = {}
+    docs = {}  # (server, tag) -> one document per round
     for s in servers:
         for tag in {r[0] for r in ROWS}:
-            path = os.path.join(out, f"{s}-{tag}.json")
-            if os.path.exists(path):
+            for path in sorted(glob.glob(os.path.join(out, f"{s}-{tag}-*.json"))):
                 with open(path) as f:
-                    docs[(s, tag)] = json.load(f)
+                    docs.setdefault((s, tag), []).append(json.load(f))
     peers = [s for s in servers if s != "fanout"]
     head = ["Figure"] + [NAMES.get(s, s) for s in servers]
     if "fanout" in servers:
@@ -83,7 +98,7 @@ def main():
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for tag, label, path, better, spec in ROWS:
-        any_doc = next((docs[(s, tag)] for s in servers if (s, tag) in docs), None)
+        any_doc = next((docs[(s, tag)][0] for s in servers if (s, tag) in docs), None)
         if any_doc is None:
             continue
         try:
@@ -92,8 +107,9 @@ def main():
             name = tag
         if better != "info":
             name += f" ({better} is better)"
-        values = {s: get(docs.get((s, tag), {}), *path) for s in servers}
-        cells = [name] + [fmt(values[s], spec) for s in servers]
+        rounds = {s: [get(d, *path) for d in docs.get((s, tag), [])] for s in servers}
+        values = {s: median(rounds[s]) for s in servers}
+        cells = [name] + [cell(rounds[s], spec) for s in servers]
         if "fanout" in servers:
             for p in peers:
                 f, v = values.get("fanout"), values.get(p)
