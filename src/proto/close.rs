@@ -187,25 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn every_protocol_error_reason_fits() {
-        use ProtocolError::*;
-        for e in [
-            ReservedBits,
-            ReservedOpcode,
-            UnmaskedFrame,
-            MaskedFrame,
-            InvalidLength,
-            ControlFrameTooLong,
-            FragmentedControlFrame,
-            UnexpectedContinuation,
-            ExpectedContinuation,
-            InvalidUtf8,
-            InvalidClosePayload,
-            InvalidCloseCode,
-            MessageTooBig,
-        ] {
-            assert!(is_valid_code(e.close_code()));
-            assert_eq!(truncate_reason(e.reason()), e.reason());
+    fn every_protocol_error_has_a_sendable_code_and_its_own_reason_that_fits() {
+        let mut reasons = std::collections::HashSet::new();
+        for e in ProtocolError::ALL {
+            assert!(is_valid_code(e.close_code()), "{e:?}");
+            assert_eq!(truncate_reason(e.reason()), e.reason(), "{e:?}");
+            assert!(reasons.insert(e.reason()), "{e:?} shares its reason");
         }
     }
 

@@ -64,6 +64,26 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// Every error (for tests that check them all).
+    pub const ALL: [ProtocolError; 13] = {
+        use ProtocolError::*;
+        [
+            ReservedBits,
+            ReservedOpcode,
+            UnmaskedFrame,
+            MaskedFrame,
+            InvalidLength,
+            ControlFrameTooLong,
+            FragmentedControlFrame,
+            UnexpectedContinuation,
+            ExpectedContinuation,
+            InvalidUtf8,
+            InvalidClosePayload,
+            InvalidCloseCode,
+            MessageTooBig,
+        ]
+    };
+
     /// The close code the connection is closed with (§7.4.1).
     pub fn close_code(self) -> u16 {
         match self {

@@ -5,9 +5,8 @@
 
 use serde_json::json;
 
-use super::{prepare, run_fixed};
+use super::{prepare, run_fixed, trial_spec};
 use crate::cli::ChatArgs;
-use crate::engine::TrialSpec;
 use crate::report::Outcome;
 
 /// Runs the scenario.
@@ -26,12 +25,7 @@ pub fn run(a: &ChatArgs) -> Result<Outcome, String> {
             plan.publisher(room);
         }
     }
-    let spec = TrialSpec {
-        rate: a.rate,
-        duration: a.duration,
-        drain: a.common.drain,
-        interval: a.common.interval,
-    };
+    let spec = trial_spec(a.rate, a.duration, &a.common);
     let params = json!({
         "rooms": a.rooms, "members": a.members, "rate": a.rate, "size": a.size,
         "duration_s": a.duration.as_secs_f64(), "threads": a.common.threads,

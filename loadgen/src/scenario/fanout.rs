@@ -4,9 +4,8 @@
 
 use serde_json::json;
 
-use super::{prepare, run_fixed};
+use super::{prepare, run_fixed, trial_spec};
 use crate::cli::FanoutArgs;
-use crate::engine::TrialSpec;
 use crate::report::Outcome;
 
 /// Runs the scenario.
@@ -20,12 +19,7 @@ pub fn run(a: &FanoutArgs) -> Result<Outcome, String> {
         plan.publisher(ch);
     }
     plan.subscribers(ch, a.subs);
-    let spec = TrialSpec {
-        rate: a.rate,
-        duration: a.duration,
-        drain: a.common.drain,
-        interval: a.common.interval,
-    };
+    let spec = trial_spec(a.rate, a.duration, &a.common);
     let params = json!({
         "subs": a.subs, "pubs": a.pubs, "rate": a.rate, "size": a.size,
         "duration_s": a.duration.as_secs_f64(), "channel": a.channel, "threads": a.common.threads,

@@ -140,6 +140,29 @@ impl Probe {
     }
 }
 
+/// A trial of `rate` messages/s for `duration`, with the run's drain and timeline interval.
+pub(crate) fn trial_spec(rate: f64, duration: Duration, common: &Common) -> TrialSpec {
+    TrialSpec {
+        rate,
+        duration,
+        drain: common.drain,
+        interval: common.interval,
+    }
+}
+
+/// The summary row saying how many of the planned connections opened, and why others did not.
+pub(crate) fn connections_row(conn: &ConnectReport) -> (String, String) {
+    (
+        "connections open".into(),
+        format!(
+            "{}/{} (failures: {})",
+            conn.open,
+            conn.planned,
+            conn.failures.describe()
+        ),
+    )
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -259,15 +282,7 @@ pub(crate) fn run_fixed(
     json["timeline"] = json!(trial.timeline);
     add_usage(&mut json, &usage);
     let mut rows = vec![
-        (
-            "connections open".into(),
-            format!(
-                "{}/{} (failures: {})",
-                conn.open,
-                conn.planned,
-                conn.failures.describe()
-            ),
-        ),
+        connections_row(&conn),
         (
             "offered msgs/s".into(),
             format!(

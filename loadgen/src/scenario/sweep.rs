@@ -13,10 +13,11 @@
 use serde_json::{Value, json};
 
 use super::{
-    Probe, add_usage, check_duration, connect_json, figures, prepare, trial_json, usage_rows,
+    Probe, add_usage, check_duration, connect_json, connections_row, figures, prepare, trial_json,
+    trial_spec, usage_rows,
 };
 use crate::cli::SweepArgs;
-use crate::engine::{Engine, TrialReport, TrialSpec};
+use crate::engine::{Engine, TrialReport};
 use crate::progress::Progress;
 use crate::report::{Outcome, Step, figure_rows};
 
@@ -77,12 +78,7 @@ pub fn run(a: &SweepArgs) -> Result<Outcome, String> {
             let r = engine.connect(&mut |s| progress.show("sweep reconnect", s));
             reopened += r.inspect_err(|_| progress.finish())?.handshakes;
         }
-        let spec = TrialSpec {
-            rate,
-            duration: a.step_duration,
-            drain: a.common.drain,
-            interval: a.common.interval,
-        };
+        let spec = trial_spec(rate, a.step_duration, &a.common);
         let probe = Probe::start(a.common.server_pid)?;
         let label = format!("step {} @ {rate:.0} msg/s", i + 1);
         let r = engine.trial(&spec, &mut |s| progress.show(&label, s));
@@ -162,15 +158,7 @@ pub fn run(a: &SweepArgs) -> Result<Outcome, String> {
     top.remove("failed_because");
 
     let mut rows = vec![
-        (
-            "connections open".into(),
-            format!(
-                "{}/{} (failures: {})",
-                conn.open,
-                conn.planned,
-                conn.failures.describe()
-            ),
-        ),
+        connections_row(&conn),
         (
             "steps (offered msg/s → result)".into(),
             describe_steps(&steps),
