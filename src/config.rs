@@ -157,6 +157,12 @@ pub struct Config {
     #[arg(long, env = "FANOUT_HISTORY_TTL")]
     #[arg(value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub history_ttl: Duration,
+
+    /// Memory for history, all channels together; past it the oldest frames of any channel
+    /// are dropped first.
+    #[arg(long, env = "FANOUT_MAX_HISTORY_MEMORY")]
+    #[arg(value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
+    pub max_history_memory: usize,
 }
 
 /// The `fanout` command line: the settings, plus where to read more and what to do with them.

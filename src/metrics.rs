@@ -64,6 +64,11 @@ pub struct Gauges {
     pub channels: usize,
     /// Heap bytes of partly received input, over all connections.
     pub input_memory: usize,
+    /// Bytes of history frames, over all channels.
+    pub history_bytes: usize,
+    /// History frames dropped to stay under `--max-history-memory` (a counter the registry
+    /// keeps).
+    pub history_evicted: u64,
 }
 
 /// Renders every metric in the Prometheus text format.
@@ -150,6 +155,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         &one(stats.input_memory_refusals),
     );
     metric(
+        "fanout_history_evicted",
+        "counter",
+        "History frames dropped, oldest first, to stay under --max-history-memory.",
+        &one(gauges.history_evicted),
+    );
+    metric(
         "fanout_received_bytes",
         "counter",
         "Bytes read from sockets.",
@@ -186,6 +197,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         &one(gauges.input_memory as u64),
     );
     metric(
+        "fanout_history_bytes",
+        "gauge",
+        "Bytes of history frames kept for late joiners, all channels.",
+        &one(gauges.history_bytes as u64),
+    );
+    metric(
         "fanout_channels",
         "gauge",
         "Channels that exist.",
@@ -214,6 +231,8 @@ mod tests {
                 queued_bytes: 10,
                 channels: 1,
                 input_memory: 7,
+                history_bytes: 5,
+                history_evicted: 2,
             },
         );
         assert!(
@@ -227,6 +246,8 @@ mod tests {
         assert!(text.contains("fanout_refusals_total{status=\"400\"} 1\n"));
         assert!(text.contains("fanout_queued_bytes 10\n"));
         assert!(text.contains("fanout_input_memory_bytes 7\n"));
+        assert!(text.contains("fanout_history_bytes 5\n"));
+        assert!(text.contains("fanout_history_evicted_total 2\n"));
         assert!(text.ends_with("fanout_channels 1\n"));
     }
 }

@@ -9,6 +9,11 @@
 //! A channel without subscribers is forgotten at once, unless it has history: then it is kept
 //! for `--history-ttl` so a late joiner still gets the latest state. TTLs are all equal, so the
 //! expiry queue is a FIFO, not a heap.
+//!
+//! All channels' history together is held under `--max-history-memory`: past it, the oldest
+//! frames of any channel go first. A FIFO of every recorded frame (channel and sequence
+//! number) finds them; entries for frames already gone for another reason are skipped there
+//! and swept out when they outnumber the live ones.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,7 +35,8 @@ pub struct Subscription {
 struct Channel {
     name: Box<str>,
     subscribers: Vec<usize>,
-    history: VecDeque<SharedFrame>,
+    /// Recent frames with their sequence numbers (increasing), oldest first.
+    history: VecDeque<(u64, SharedFrame)>,
     /// Tells this channel apart from a later one reusing its slab id in the expiry queue.
     id: u64,
     /// When a channel left with history and no subscriber is forgotten; `None` while it has
@@ -59,18 +65,29 @@ pub struct Registry {
     /// (when, channel slab id, channel id) for channels left with history and no subscribers.
     expiries: VecDeque<(Instant, usize, u64)>,
     next_id: u64,
+    /// Bytes of all history frames, held under `max_history_bytes`.
+    history_bytes: usize,
+    max_history_bytes: usize,
+    /// History frames held, all channels together.
+    history_frames: usize,
+    /// (channel slab id, channel id, sequence number) of recorded frames, oldest first; some
+    /// may be gone already.
+    recorded: VecDeque<(usize, u64, u64)>,
+    next_seq: u64,
+    /// Frames dropped to stay under `max_history_bytes`.
+    evicted: u64,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry::new(0, Duration::ZERO)
+        Registry::new(0, Duration::ZERO, 0)
     }
 }
 
 impl Registry {
     /// A registry keeping `history_len` frames per channel for `history_ttl` after the last
-    /// subscriber leaves.
-    pub fn new(history_len: usize, history_ttl: Duration) -> Self {
+    /// subscriber leaves, and at most `max_history_bytes` of them over all channels.
+    pub fn new(history_len: usize, history_ttl: Duration, max_history_bytes: usize) -> Self {
         Registry {
             by_name: HashMap::new(),
             channels: Slab::new(),
@@ -78,6 +95,12 @@ impl Registry {
             history_ttl,
             expiries: VecDeque::new(),
             next_id: 0,
+            history_bytes: 0,
+            max_history_bytes,
+            history_frames: 0,
+            recorded: VecDeque::new(),
+            next_seq: 0,
+            evicted: 0,
         }
     }
 
@@ -131,6 +154,8 @@ impl Registry {
     fn remove(&mut self, channel: usize) {
         let ch = self.channels.remove(channel);
         self.by_name.remove(&ch.name);
+        self.history_frames -= ch.history.len();
+        self.history_bytes -= ch.history.iter().map(|(_, f)| f.len()).sum::<usize>();
     }
 
     /// The channel to publish to: an existing one, or, when history is kept, a new one (so the
@@ -150,16 +175,59 @@ impl Registry {
         Some(channel)
     }
 
-    /// Remembers a frame broadcast on `channel` (a no-op without `--history`).
+    /// Remembers a frame broadcast on `channel` (a no-op without `--history`), then drops the
+    /// oldest frames of any channel while the total is over `--max-history-memory`.
     pub fn record(&mut self, channel: usize, frame: &SharedFrame) {
         if self.history_len == 0 {
             return;
         }
-        let history = &mut self.channels[channel].history;
-        if history.len() == self.history_len {
-            history.pop_front();
+        self.next_seq += 1;
+        let ch = &mut self.channels[channel];
+        if ch.history.len() == self.history_len {
+            if let Some((_, old)) = ch.history.pop_front() {
+                self.history_frames -= 1;
+                self.history_bytes -= old.len();
+            }
         }
-        history.push_back(frame.clone());
+        ch.history.push_back((self.next_seq, frame.clone()));
+        self.recorded.push_back((channel, ch.id, self.next_seq));
+        self.history_frames += 1;
+        self.history_bytes += frame.len();
+        while self.history_bytes > self.max_history_bytes {
+            let Some((channel, id, seq)) = self.recorded.pop_front() else {
+                break;
+            };
+            let Some(ch) = self.channels.get_mut(channel).filter(|c| c.id == id) else {
+                continue;
+            };
+            if ch.history.front().is_some_and(|&(s, _)| s == seq) {
+                let (_, old) = ch.history.pop_front().expect("front exists");
+                self.history_frames -= 1;
+                self.history_bytes -= old.len();
+                self.evicted += 1;
+                if ch.history.is_empty() && ch.subscribers.is_empty() {
+                    self.remove(channel); // Nothing left for anyone to join for.
+                }
+            }
+        }
+        if self.recorded.len() > 2 * self.history_frames + 1024 {
+            let channels = &self.channels;
+            self.recorded.retain(|&(channel, id, seq)| {
+                channels.get(channel).is_some_and(|c| {
+                    c.id == id && c.history.front().is_some_and(|&(first, _)| seq >= first)
+                })
+            });
+        }
+    }
+
+    /// Bytes of history held, all channels together.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    /// History frames dropped so far to stay under `--max-history-memory`.
+    pub fn history_evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// The frames a new subscriber of `channel` is sent first, oldest first.
@@ -180,14 +248,16 @@ impl Registry {
         let fit = history
             .into_iter()
             .flat_map(|h| h.iter().rev())
-            .take_while(|f| {
+            .take_while(|(_, f)| {
                 total = total.saturating_add(f.len());
                 total <= budget
             })
             .count();
         let skipped = all - fit;
         (
-            history.into_iter().flat_map(move |h| h.range(skipped..)),
+            history
+                .into_iter()
+                .flat_map(move |h| h.range(skipped..).map(|(_, f)| f)),
             skipped,
         )
     }
@@ -288,7 +358,7 @@ mod tests {
     #[test]
     fn history_keeps_the_last_n_frames_in_order() {
         let now = Instant::now();
-        let mut r = Registry::new(3, Duration::from_secs(60));
+        let mut r = Registry::new(3, Duration::from_secs(60), usize::MAX);
         let ch = r.channel_for_publish("feed", now).unwrap();
         for b in 0..5 {
             r.record(ch, &frame(b));
@@ -305,9 +375,73 @@ mod tests {
         );
     }
 
+    /// Frame bytes `[tag; len]`.
+    fn sized(tag: u8, len: usize) -> SharedFrame {
+        Arc::new(vec![tag; len])
+    }
+
+    fn tags(r: &Registry, ch: usize) -> Vec<u8> {
+        r.history(ch).map(|f| f[0]).collect()
+    }
+
+    #[test]
+    fn history_memory_drops_the_oldest_frames_of_any_channel_first() {
+        let now = Instant::now();
+        let mut r = Registry::new(10, Duration::from_secs(60), 10);
+        let a = r.channel_for_publish("a", now).unwrap();
+        let b = r.channel_for_publish("b", now).unwrap();
+        r.subscribe("a", 7); // a has a subscriber, b does not
+        r.record(a, &sized(1, 4));
+        r.record(b, &sized(2, 4));
+        assert_eq!((r.history_bytes(), r.history_evicted()), (8, 0));
+        // 12 bytes > 10: a's frame 1, the oldest, goes; a stays (it has a subscriber).
+        r.record(a, &sized(3, 4));
+        assert_eq!((tags(&r, a), tags(&r, b)), (vec![3], vec![2]));
+        assert_eq!((r.history_bytes(), r.history_evicted()), (8, 1));
+        // b's only frame goes next, and b with it: nobody is on it and it has nothing left.
+        r.record(a, &sized(4, 4));
+        assert_eq!(tags(&r, a), [3, 4]);
+        assert_eq!(r.lookup("b"), None);
+        assert_eq!((r.history_bytes(), r.history_evicted()), (8, 2));
+        // A frame bigger than the whole budget is not kept at all, and takes the rest with it.
+        r.record(a, &sized(5, 11));
+        assert_eq!(tags(&r, a), Vec::<u8>::new());
+        assert_eq!((r.history_bytes(), r.history_evicted()), (0, 5));
+        assert_eq!(r.lookup("a"), Some(a), "a channel with a subscriber stays");
+    }
+
+    #[test]
+    fn history_memory_is_given_back_when_frames_or_channels_go() {
+        let now = Instant::now();
+        let ttl = Duration::from_secs(1);
+        let mut r = Registry::new(2, ttl, usize::MAX);
+        let ch = r.channel_for_publish("feed", now).unwrap();
+        for (tag, len) in [(1, 5), (2, 6), (3, 7)] {
+            r.record(ch, &sized(tag, len)); // the per-channel limit drops frame 1
+        }
+        assert_eq!((tags(&r, ch), r.history_bytes()), (vec![2, 3], 13));
+        r.expire(now + ttl);
+        assert_eq!((r.channel_count(), r.history_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn the_eviction_queue_stays_bounded_by_the_frames_held() {
+        let mut r = Registry::new(1, Duration::from_secs(60), usize::MAX);
+        let ch = r.channel_for_publish("feed", Instant::now()).unwrap();
+        for i in 0..100_000u32 {
+            r.record(ch, &sized(i as u8, 1));
+        }
+        assert_eq!(r.history_frames, 1);
+        assert!(r.recorded.len() <= 2 + 1024, "{}", r.recorded.len());
+        // What is left in the queue still finds the live frame when the budget shrinks.
+        r.max_history_bytes = 0;
+        r.record(ch, &sized(9, 1));
+        assert_eq!((r.history_frames, r.history_bytes()), (0, 0));
+    }
+
     #[test]
     fn history_within_a_budget_keeps_the_newest_frames_that_fit() {
-        let mut r = Registry::new(4, Duration::from_secs(60));
+        let mut r = Registry::new(4, Duration::from_secs(60), usize::MAX);
         let ch = r.channel_for_publish("feed", Instant::now()).unwrap();
         // Frames of 1, 2, 3 and 4 bytes, each filled with its own length.
         for len in 1..=4u8 {
@@ -335,7 +469,7 @@ mod tests {
     fn a_channel_with_history_outlives_its_subscribers_by_the_ttl() {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(60);
-        let mut r = Registry::new(2, ttl);
+        let mut r = Registry::new(2, ttl, usize::MAX);
         let s = r.subscribe("feed", 1);
         r.record(s.channel, &frame(9));
         r.unsubscribe(s, t0);
@@ -360,7 +494,7 @@ mod tests {
         // at t0+2: it must live until t0+2+ttl, not die at t0+ttl.
         let t0 = Instant::now();
         let ttl = Duration::from_secs(3);
-        let mut r = Registry::new(1, ttl);
+        let mut r = Registry::new(1, ttl, usize::MAX);
         let ch = r.channel_for_publish("feed", t0).unwrap();
         r.record(ch, &frame(1));
         let s = r.subscribe("feed", 7);
@@ -375,7 +509,7 @@ mod tests {
     fn a_stale_expiry_does_not_remove_a_recreated_channel() {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(10);
-        let mut r = Registry::new(1, ttl);
+        let mut r = Registry::new(1, ttl, usize::MAX);
         let first = r.channel_for_publish("a", t0).unwrap();
         r.record(first, &frame(1));
         r.expire(t0 + ttl); // forgotten

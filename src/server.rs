@@ -100,7 +100,11 @@ impl Server {
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
         };
-        let registry = Registry::new(config.history, config.history_ttl);
+        let registry = Registry::new(
+            config.history,
+            config.history_ttl,
+            config.max_history_memory,
+        );
         Ok(Server {
             poll,
             listener: Some(listener),

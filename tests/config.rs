@@ -52,6 +52,7 @@ close-timeout = "2s"
 shutdown-timeout = "5s"
 history = 0
 history-ttl = "5m"
+max-history-memory = "256MiB"
 "#;
 
 #[test]
@@ -135,6 +136,7 @@ shutdown-timeout = "5s"
 publish-token = "s3cret"
 history = 0
 history-ttl = "1h"
+max-history-memory = "256MiB"
 "#;
     assert_eq!(out, expected);
 }
@@ -177,6 +179,8 @@ fn print_config_round_trips() {
         "10",
         "--history-ttl",
         "1h",
+        "--max-history-memory",
+        "8MiB",
     ];
     let printed = print_config(&args, &[]);
     assert_eq!(
@@ -198,6 +202,7 @@ shutdown-timeout = "1m"
 publish-token = "s3cret"
 history = 10
 history-ttl = "1h"
+max-history-memory = "8MiB"
 "#
     );
     let saved = file("round-trip", &printed);
@@ -230,7 +235,7 @@ fn example_file_lists_every_key() {
         .lines()
         .map(|l| l.split(" = ").next().unwrap())
         .collect();
-    assert_eq!(keys.len(), 17);
+    assert_eq!(keys.len(), 18);
     for key in keys {
         let set = example.contains(&format!("\n{key} = "));
         let commented = example.contains(&format!("\n# {key} = "));
@@ -314,6 +319,7 @@ fn help_lists_every_flag_and_its_environment_variable() {
         "publish-token",
         "history",
         "history-ttl",
+        "max-history-memory",
         "config",
     ] {
         assert!(help.contains(&format!("--{flag}")), "--{flag} in\n{help}");

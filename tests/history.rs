@@ -146,3 +146,26 @@ fn a_joiner_gets_only_the_newest_history_that_fits_under_the_backpressure_cap() 
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
 }
+
+#[test]
+fn history_memory_keeps_the_newest_frames_of_all_channels_under_the_budget() {
+    // 100-byte messages are 102-byte frames: 350 bytes hold three of them.
+    let server = TestServer::start(|c| {
+        c.history = 10;
+        c.max_history_memory = 350;
+    });
+    for i in 1..=5u8 {
+        server
+            .handle
+            .publish("feed", Message::Binary(vec![i; 100]))
+            .unwrap();
+    }
+    let mut late = ws(server.addr, "feed");
+    for i in 3..=5u8 {
+        assert_eq!(read_frame(&mut late).payload, vec![i; 100]);
+    }
+    let (_, _, body) = get(server.addr, "/channels/feed");
+    assert_eq!(body, r#"{"name":"feed","subscribers":1,"history":3}"#);
+    assert_eq!(metric(server.addr, "fanout_history_bytes"), 306);
+    assert_eq!(metric(server.addr, "fanout_history_evicted_total"), 2);
+}

@@ -75,6 +75,8 @@ pub(super) struct FileConfig {
     history: Option<usize>,
     #[serde(with = "duration")]
     history_ttl: Option<Duration>,
+    #[serde(with = "size")]
+    max_history_memory: Option<usize>,
 }
 
 impl FileConfig {
@@ -92,7 +94,8 @@ impl FileConfig {
         layer! {
             listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
             max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout, max_connections,
-            close_timeout, shutdown_timeout, publish_token, history, history_ttl
+            close_timeout, shutdown_timeout, publish_token, history, history_ttl,
+            max_history_memory
         }
     }
 }
@@ -117,6 +120,7 @@ impl From<&Config> for FileConfig {
             publish_token: c.publish_token.clone(),
             history: Some(c.history),
             history_ttl: Some(c.history_ttl),
+            max_history_memory: Some(c.max_history_memory),
         }
     }
 }

@@ -22,6 +22,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.publish_token, None);
     assert_eq!(c.history, 0);
     assert_eq!(c.history_ttl, Duration::from_secs(300));
+    assert_eq!(c.max_history_memory, 256 << 20);
     assert!(!c.echo);
 }
 
@@ -113,6 +114,7 @@ fn everything_set() -> Config {
         publish_token: Some("s3cret".into()),
         history: 10,
         history_ttl: Duration::from_secs(3600),
+        max_history_memory: 8 << 20,
     }
 }
 

@@ -160,6 +160,8 @@ impl Server {
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.queued_bytes()).sum(),
             channels: self.registry.channel_count(),
             input_memory: self.input_memory,
+            history_bytes: self.registry.history_bytes(),
+            history_evicted: self.registry.history_evicted(),
         };
         metrics::render(&self.stats, &gauges)
     }
