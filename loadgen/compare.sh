@@ -94,9 +94,11 @@ start_server() { # start_server NAME PORT -> sets PID, or returns 1 (skipped)
 run_lg() { # run_lg NAME SCENARIO ARGS...
   local name=$1 scenario=$2; shift 2
   echo "== $name: loadgen $scenario $*" >&2
-  if ! "${PIN_LG[@]}" "$LG" "$scenario" --url "ws://127.0.0.1:$PORT/" --server-pid "$PID" \
-      --json "$OUT/$name-$TAG-$ROUND.json" "$@" >"$OUT/$name-$TAG-$ROUND.txt" 2>&1; then
-    echo "   (exit $?; see $OUT/$name-$TAG-$ROUND.txt)" >&2
+  local rc=0
+  "${PIN_LG[@]}" "$LG" "$scenario" --url "ws://127.0.0.1:$PORT/" --server-pid "$PID" \
+      --json "$OUT/$name-$TAG-$ROUND.json" "$@" >"$OUT/$name-$TAG-$ROUND.txt" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "   (exit $rc; see $OUT/$name-$TAG-$ROUND.txt)" >&2
   fi
   sed -n '2,40p' "$OUT/$name-$TAG-$ROUND.txt" | sed 's/^/   /' >&2
 }

@@ -128,6 +128,15 @@ impl Connection {
         }
     }
 
+    /// Brings [`Self::input_counted`] up to date, and `total` (the loop's sum of them) with it.
+    /// Returns whether its input grew.
+    pub fn recount_input(&mut self, total: &mut usize) -> bool {
+        let now = self.input_bytes();
+        let before = std::mem::replace(&mut self.input_counted, now);
+        *total = *total - before + now;
+        now > before
+    }
+
     /// Whether data messages may be queued for it: upgraded, and no close sent or received.
     pub fn is_open(&self) -> bool {
         matches!(&self.phase, Phase::Open { session, .. } if session.is_open())

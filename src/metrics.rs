@@ -26,7 +26,7 @@ pub struct Stats {
     pub slow_closes: u64,
     /// History frames queued to new subscribers.
     pub history_sent: u64,
-    /// History frames not sent to a new subscriber because they did not fit under
+    /// History frames not sent to a new subscriber because they did not fit in half of
     /// `--max-backpressure` (the oldest ones go first).
     pub history_skipped: u64,
     /// Connections turned away (503 or 1013) for taking `--max-input-memory` over.
@@ -145,7 +145,7 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     metric(
         "fanout_history_skipped",
         "counter",
-        "Oldest history frames not sent to a new subscriber, for not fitting under --max-backpressure.",
+        "Oldest history frames not sent to a new subscriber, for not fitting in half of --max-backpressure.",
         &one(stats.history_skipped),
     );
     metric(

@@ -385,6 +385,7 @@ impl Server {
     fn run_timers(&mut self) {
         while let Some(key) = self.timers.pop_due(self.now, &mut self.conns) {
             self.on_timer(key);
+            self.count_input(key); // An idle close drops what it was receiving.
             self.schedule(key);
         }
     }

@@ -317,4 +317,16 @@ fn head_is_answered_like_get_without_the_body() {
         "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 28\r\n\
          Connection: close\r\n\r\n"
     );
+
+    // Blank lines before the request line are allowed (RFC 9112 §2.2): still a HEAD.
+    let mut s = connect(server.addr);
+    s.write_all(b"\r\nHEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut s, &mut all).unwrap();
+    assert_eq!(
+        all,
+        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\
+         Connection: close\r\n\r\n"
+    );
 }

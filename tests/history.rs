@@ -113,8 +113,8 @@ fn history_without_subscribers_is_forgotten_after_the_ttl() {
 }
 
 #[test]
-fn a_joiner_gets_only_the_newest_history_that_fits_under_the_backpressure_cap() {
-    const CAP: usize = 1000;
+fn a_joiner_gets_only_the_newest_history_that_fits_in_half_the_backpressure_cap() {
+    const CAP: usize = 2000;
     const SIZE: usize = 300; // a 304-byte frame: 4-byte header, no mask
     let server = TestServer::start(|c| {
         c.history = 5;
@@ -129,8 +129,8 @@ fn a_joiner_gets_only_the_newest_history_that_fits_under_the_backpressure_cap() 
         .unwrap();
     let head = read_head(&mut late);
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    // What the 101 leaves of the cap holds two frames, so the three oldest are skipped.
-    assert_eq!((CAP - head.len()) / (SIZE + 4), 2, "{head}");
+    // What the 101 leaves of half the cap holds two frames, so the three oldest are skipped.
+    assert_eq!((CAP / 2 - head.len()) / (SIZE + 4), 2, "{head}");
     for i in [4, 5] {
         assert_eq!(read_frame(&mut late).payload, vec![i; SIZE]);
     }

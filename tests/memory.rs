@@ -115,3 +115,41 @@ fn an_idle_keep_alive_connection_holds_no_input_memory() {
     );
     assert_eq!(metric(server.addr, GAUGE), 0);
 }
+
+#[test]
+fn a_server_close_gives_back_the_input_at_once() {
+    let server = TestServer::start(|c| {
+        c.max_input_memory = BUDGET;
+        c.idle_timeout = std::time::Duration::from_millis(300);
+        c.close_timeout = std::time::Duration::from_secs(10);
+    });
+    let mut s = ws(server.addr, "room");
+    s.write_all(&partial_frame(50 << 10, 40 << 10, b's'))
+        .unwrap();
+    await_metric(server.addr, GAUGE, |v| v >= 40 << 10);
+    // Then silence: the idle timeout closes it. Its partial message is dropped with the close,
+    // and the budget is given back then, not when the peer answers or the close times out.
+    let f = read_frame(&mut s);
+    assert_eq!((f.close_code(), f.close_reason()), (1001, "idle timeout"));
+    assert_eq!(metric(server.addr, GAUGE), 0);
+    // So a newcomer's 30 KiB fit.
+    let mut t = ws(server.addr, "room");
+    t.write_all(&partial_frame(40 << 10, 30 << 10, b't'))
+        .unwrap();
+    await_metric(server.addr, GAUGE, |v| v >= 30 << 10);
+    assert_eq!(metric(server.addr, "fanout_input_memory_refusals_total"), 0);
+}
+
+#[test]
+fn the_start_of_a_next_request_does_not_keep_a_big_buffer() {
+    let server = TestServer::start(|_| {});
+    let mut p = buffered(connect(server.addr));
+    let mut requests = publish_request("room", "application/octet-stream", &[1; 200 << 10], "");
+    requests.extend_from_slice(b"GET /hea"); // the first bytes of the next request
+    p.get_mut().write_all(&requests).unwrap();
+    let (status, _, _) = read_one_response(&mut p);
+    assert_eq!(status, 200);
+    // Answered, so its 200 KiB body is done with; only the 8 bytes wait, in a small buffer.
+    let held = metric(server.addr, GAUGE);
+    assert!((8..1024).contains(&held), "{held}");
+}

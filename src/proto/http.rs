@@ -258,6 +258,17 @@ pub fn ok(content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
     out
 }
 
+/// Whether `request` (a request head, possibly incomplete) is a `POST /publish/…`. Blank
+/// lines before a request line are allowed (RFC 9112 §2.2) and skipped here as httparse does.
+pub fn is_publish(request: &[u8]) -> bool {
+    request.trim_ascii_start().starts_with(b"POST /publish/")
+}
+
+/// Whether `request` (a request head, possibly incomplete) is a `HEAD` request.
+pub fn is_head(request: &[u8]) -> bool {
+    request.trim_ascii_start().starts_with(b"HEAD ")
+}
+
 /// Cuts `response` after its head, for a `HEAD` request: the headers, `Content-Length`
 /// included, stay those of the `GET` answer.
 pub fn strip_body(response: &mut Vec<u8>) {

@@ -11,9 +11,9 @@ use crate::broadcast::{self, SharedFrame};
 use crate::config::SlowConsumer;
 use crate::connection::{Connection, Phase};
 use crate::inbox::Command;
-use crate::proto::close;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
+use crate::proto::{close, http};
 
 impl Server {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
@@ -42,11 +42,12 @@ impl Server {
         self.enqueue(key, handshake::upgrade_response(up));
         // History goes right behind the 101 and before anything live: both happen within this
         // turn of the single-threaded loop, so there is no gap and no duplicate at the seam.
-        // Only the newest frames that fit under `--max-backpressure` are sent, so a long
+        // Only the newest frames that fit in half of `--max-backpressure` are sent, so a long
         // history of big messages cannot make a joiner a slow consumer before it has read a
-        // byte; the oldest ones are skipped (and counted).
+        // byte, and live messages queued behind it in this turn still fit; the oldest ones
+        // are skipped (and counted).
         let conn = &mut self.conns[key];
-        let budget = (self.config.max_backpressure).saturating_sub(conn.out.queued_bytes());
+        let budget = (self.config.max_backpressure / 2).saturating_sub(conn.out.queued_bytes());
         let (history, skipped) = self.registry.history_within(sub.channel, budget);
         for frame in history {
             conn.out.push(frame.clone());
@@ -120,6 +121,7 @@ impl Server {
                         self.stats.slow_closes += 1;
                         conn.out.discard_unstarted();
                         let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
+                        conn.recount_input(&mut self.input_memory); // Closing drops its input.
                         if let Some(f) = close {
                             self.stats.close_sent(&f);
                             if conn.enqueue(Arc::new(f)) {
@@ -187,6 +189,7 @@ impl Server {
                         session.close(close::GOING_AWAY, "server shutting down", self.now)
                     {
                         self.stats.close_sent(&f);
+                        self.count_input(key); // Closing drops its input.
                         self.enqueue(key, f);
                         self.schedule(key);
                     }
@@ -228,21 +231,25 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let now = conn.input_bytes();
-        let before = std::mem::replace(&mut conn.input_counted, now);
-        self.input_memory = self.input_memory - before + now;
-        if now <= before || self.input_memory <= self.config.max_input_memory {
+        let grew = conn.recount_input(&mut self.input_memory);
+        if !grew || self.input_memory <= self.config.max_input_memory {
             return;
         }
+        let bytes = conn.input_counted;
         debug!(
             key,
-            bytes = now,
+            bytes,
             total = self.input_memory,
             "over --max-input-memory"
         );
         self.stats.input_memory_refusals += 1;
         match &mut conn.phase {
-            Phase::Http { .. } => self.refuse(key, Refusal::INPUT_MEMORY),
+            Phase::Http { buf, .. } => {
+                if http::is_publish(buf) {
+                    *self.stats.publishes.entry(503).or_default() += 1;
+                }
+                self.refuse(key, Refusal::INPUT_MEMORY)
+            }
             Phase::Open { session, .. } => {
                 let reason = Refusal::INPUT_MEMORY.reason;
                 let frame = session.close(close::TRY_AGAIN_LATER, reason, self.now);

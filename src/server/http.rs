@@ -32,10 +32,10 @@ impl Server {
             match handshake::parse(&buf[pos..], &policy) {
                 Ok(Decoded::Partial) => break,
                 Err(refusal) => {
-                    if buf[pos..].starts_with(b"POST /publish/") {
+                    if http::is_publish(&buf[pos..]) {
                         *self.stats.publishes.entry(refusal.status).or_default() += 1;
                     }
-                    return self.refuse_to(key, refusal, buf[pos..].starts_with(b"HEAD "));
+                    return self.refuse_to(key, refusal, http::is_head(&buf[pos..]));
                 }
                 Ok(Decoded::Complete((Request::Upgrade(up), used))) => {
                     let mut rest = buf.split_off(pos + used);
@@ -64,6 +64,8 @@ impl Server {
         buf.drain(..pos);
         if buf.is_empty() {
             buf = Vec::new(); // An idle persistent connection holds no buffer.
+        } else if buf.capacity() > 4 * buf.len().max(1024) {
+            buf.shrink_to_fit(); // Nor does the start of a next request keep a big one alive.
         }
         let idle_deadline = self.now + self.config.handshake_timeout;
         if let Some(Phase::Http { buf: b, deadline }) =
