@@ -61,3 +61,30 @@ fn sigterm_closes_with_1001_and_exits_zero() {
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
 }
+
+#[test]
+fn a_message_in_progress_at_shutdown_gets_one_close_and_nothing_after_it() {
+    let server = TestServer::start(|_| {});
+    let mut c = ws(server.addr, "room");
+    let mut watcher = ws(server.addr, "other");
+    c.write_all(&frame(false, 1, b"half of a ", true)).unwrap();
+    // The loop has read the first fragment once a later connection's request is answered.
+    let (status, _, _) = get(server.addr, "/healthz");
+    assert_eq!(status, 200);
+    server.handle.shutdown().unwrap();
+    let f = read_frame(&mut c);
+    assert_eq!(f.close_code(), 1001);
+    // The client finishes its message, then answers the close: a continuation is not a
+    // protocol error here, and no second close frame follows the first.
+    c.write_all(&frame(true, 0, b"message", true)).unwrap();
+    c.write_all(&frame(true, 8, &1001u16.to_be_bytes(), true))
+        .unwrap();
+    expect_eof(&mut c);
+    assert_eq!(read_frame(&mut watcher).close_code(), 1001);
+    watcher
+        .write_all(&frame(true, 8, &1001u16.to_be_bytes(), true))
+        .unwrap();
+    expect_eof(&mut watcher);
+    drop((c, watcher));
+    server.join();
+}

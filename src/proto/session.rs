@@ -98,8 +98,22 @@ struct InFrame {
 #[derive(Debug)]
 struct InMessage {
     opcode: OpCode,
+    /// The payload so far; left empty once we have sent a close, when the rest is only checked.
     buf: Vec<u8>,
+    /// Payload bytes received so far (what `--max-message` limits).
+    len: u64,
     utf8: Utf8Validator,
+}
+
+impl InMessage {
+    fn new(opcode: OpCode) -> Box<Self> {
+        Box::new(InMessage {
+            opcode,
+            buf: Vec::new(),
+            len: 0,
+            utf8: Utf8Validator::new(),
+        })
+    }
 }
 
 /// Per-connection protocol state (server role).
@@ -156,7 +170,11 @@ impl Session {
         self.state = State::CloseSent {
             deadline: now + self.limits.close_timeout,
         };
-        self.message = None;
+        // A message in progress will never be delivered: its bytes go now. The rest of it is
+        // still checked as it arrives (the peer may finish it before answering our close).
+        if let Some(m) = &mut self.message {
+            m.buf = Vec::new();
+        }
         Some(close_frame(code, reason))
     }
 
@@ -205,11 +223,13 @@ impl Session {
         match self.decode(data) {
             Ok(done) => done,
             Err(e) => {
-                // The stream cannot be trusted past a violation: fail the connection (§7.1.7).
+                // The stream cannot be trusted past a violation: fail the connection (§7.1.7),
+                // with a close frame unless we have sent ours already (only one is sent).
+                let frame =
+                    (self.state == State::Open).then(|| close_frame(e.close_code(), e.reason()));
                 self.state = State::Closed;
                 self.message = None;
-                let frame = close_frame(e.close_code(), e.reason());
-                (len, Some(Event::Close(Some(frame))))
+                (len, Some(Event::Close(frame)))
             }
         }
     }
@@ -269,9 +289,10 @@ impl Session {
         }
     }
 
-    /// Unmasks a piece of the current frame's payload into the control or message buffer.
-    /// Returns whether the frame is now complete.
-    fn take_payload(&mut self, f: InFrame, chunk: &[u8]) -> Result<bool, ProtocolError> {
+    /// Unmasks a piece of the current frame's payload into the control or message buffer
+    /// (after our close, a data payload is unmasked in place, checked and dropped). Returns
+    /// whether the frame is now complete.
+    fn take_payload(&mut self, f: InFrame, chunk: &mut [u8]) -> Result<bool, ProtocolError> {
         if chunk.is_empty() {
             // Only the header has arrived: nothing to buffer yet (so a frame that then arrives
             // whole can still take the no-copy path).
@@ -282,16 +303,17 @@ impl Session {
         if opcode.is_control() {
             mask::unmask_into(&mut self.control, chunk, f.key, offset);
         } else {
-            let m = self.message.get_or_insert_with(|| {
-                Box::new(InMessage {
-                    opcode,
-                    buf: Vec::new(),
-                    utf8: Utf8Validator::new(),
-                })
-            });
-            let start = m.buf.len();
-            mask::unmask_into(&mut m.buf, chunk, f.key, offset);
-            if m.opcode == OpCode::Text && m.utf8.feed(&m.buf[start..]).is_err() {
+            let m = self.message.get_or_insert_with(|| InMessage::new(opcode));
+            m.len += chunk.len() as u64;
+            let piece = if self.state == State::Open {
+                let start = m.buf.len();
+                mask::unmask_into(&mut m.buf, chunk, f.key, offset);
+                &m.buf[start..]
+            } else {
+                mask::apply_mask(chunk, f.key, offset);
+                &chunk[..]
+            };
+            if m.opcode == OpCode::Text && m.utf8.feed(piece).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
         }
@@ -345,7 +367,7 @@ impl Session {
                     .message
                     .as_mut()
                     .ok_or(ProtocolError::UnexpectedContinuation)?;
-                if m.buf.len() as u64 + len > self.limits.max_message as u64 {
+                if m.len + len > self.limits.max_message as u64 {
                     return Err(ProtocolError::MessageTooBig);
                 }
             }
@@ -357,11 +379,7 @@ impl Session {
                     return Err(ProtocolError::MessageTooBig);
                 }
                 if !header.fin {
-                    self.message = Some(Box::new(InMessage {
-                        opcode,
-                        buf: Vec::new(),
-                        utf8: Utf8Validator::new(),
-                    }));
+                    self.message = Some(InMessage::new(opcode));
                 }
             }
         }

@@ -253,6 +253,45 @@ fn server_close_waits_for_the_peer_and_then_times_out() {
 }
 
 #[test]
+fn a_message_in_progress_at_our_close_is_finished_without_buffering_or_a_second_close() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    let out = feed(&mut s, &client(false, OpCode::Text, b"caf\xc3"), 64);
+    assert_eq!(out, Outcome::default());
+    assert!(s.buffered_bytes() > 0);
+    s.close(1001, "server shutting down", t0).unwrap();
+    assert_eq!(
+        s.buffered_bytes(),
+        0,
+        "the message is dropped with our close"
+    );
+    // The rest of the message, split across reads: still checked, never kept or delivered.
+    let mut input = client(false, OpCode::Continuation, b"\xa9 ");
+    input.extend(client(true, OpCode::Continuation, &[b'x'; 900]));
+    for piece in input.chunks(100) {
+        assert_eq!(feed(&mut s, piece, 100), Outcome::default());
+        assert_eq!(s.buffered_bytes(), 0);
+    }
+    // Its size still counts: a message over the limit fails the connection, but we have
+    // already sent our close, so no second one.
+    let mut s = Session::new(limits(), t0);
+    feed(&mut s, &client(false, OpCode::Binary, &[0; 1000]), 64);
+    s.close(1001, "", t0).unwrap();
+    let out = feed(&mut s, &client(true, OpCode::Continuation, &[0; 100]), 64);
+    assert_eq!(out.closed, Some(None));
+    // Nor for bad UTF-8 found after our close, nor any other violation.
+    let mut s = Session::new(limits(), t0);
+    feed(&mut s, &client(false, OpCode::Text, b"ok"), 64);
+    s.close(1001, "", t0).unwrap();
+    let out = feed(&mut s, &client(true, OpCode::Continuation, b"\xff"), 64);
+    assert_eq!(out.closed, Some(None));
+    let mut s = Session::new(limits(), t0);
+    s.close(1001, "", t0).unwrap();
+    let out = feed(&mut s, &client(true, OpCode::Continuation, b"x"), 64);
+    assert_eq!(out.closed, Some(None), "unexpected continuation");
+}
+
+#[test]
 fn pings_on_schedule_and_closes_when_idle() {
     let t0 = Instant::now();
     let mut s = Session::new(limits(), t0);
