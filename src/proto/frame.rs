@@ -241,6 +241,14 @@ pub fn header_len(payload_len: u64, masked: bool) -> usize {
 }
 
 /// One FIN frame whose payload is `parts` concatenated, in one allocation of exactly its size.
+/// Payloads are copied in pieces this big. glibc's `memcpy` switches to `rep movsb` above
+/// about 2 KiB, and on the AMD EPYC machines this was measured on, `rep movsb` ran a 64 KiB
+/// copy into a fresh buffer at 2.8 GB/s instead of 45 GB/s (23 µs instead of 1.4 µs,
+/// `cargo bench --bench frame -- encode_frame/65536`; the same bench with
+/// `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4294967295` confirms it). Pieces below
+/// the threshold always take the vector loop.
+const COPY_CHUNK: usize = 2048;
+
 fn encode_parts(opcode: OpCode, parts: &[&[u8]], mask: Option<[u8; 4]>) -> Vec<u8> {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
     debug_assert!(
@@ -257,7 +265,9 @@ fn encode_parts(opcode: OpCode, parts: &[&[u8]], mask: Option<[u8; 4]>) -> Vec<u
     let mut out = Vec::with_capacity(len + payload_len);
     out.extend_from_slice(&bytes[..len]);
     for part in parts {
-        out.extend_from_slice(part);
+        for piece in part.chunks(COPY_CHUNK) {
+            out.extend_from_slice(piece);
+        }
     }
     if let Some(key) = mask {
         mask::apply_mask(&mut out[len..], key, 0);
