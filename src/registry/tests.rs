@@ -1,0 +1,206 @@
+//! Unit tests for the registry: subscription slots, history order and budgets, TTL expiry.
+
+use std::sync::Arc;
+
+use super::*;
+
+fn frame(b: u8) -> SharedFrame {
+    Arc::new(vec![b])
+}
+
+#[test]
+fn subscribe_and_leave_keep_slots_consistent() {
+    let now = Instant::now();
+    let mut r = Registry::default();
+    let a = r.subscribe("room", 10);
+    let b = r.subscribe("room", 11);
+    let c = r.subscribe("room", 12);
+    let other = r.subscribe("other", 13);
+    assert_eq!(a.channel, b.channel);
+    assert_ne!(a.channel, other.channel);
+    assert_eq!((a.slot, b.slot, c.slot), (0, 1, 2));
+
+    // 12 moves into a's slot.
+    assert_eq!(r.unsubscribe(a, now), Some(12));
+    assert_eq!(r.subscribers(c.channel), &[12, 11]);
+    let c = Subscription { slot: a.slot, ..c };
+    // Removing the last slot moves nobody.
+    assert_eq!(r.unsubscribe(b, now), None);
+    assert_eq!(r.unsubscribe(c, now), None);
+    assert_eq!(r.lookup("room"), None);
+    assert_eq!(r.channel_count(), 1);
+    assert_eq!(r.subscribers(other.channel), &[13]);
+}
+
+#[test]
+fn without_history_publishing_to_nobody_creates_nothing() {
+    let mut r = Registry::default();
+    assert_eq!(r.channel_for_publish("x", Instant::now()), None);
+    assert_eq!(r.channel_count(), 0);
+}
+
+#[test]
+fn history_keeps_the_last_n_frames_in_order() {
+    let now = Instant::now();
+    let mut r = Registry::new(3, Duration::from_secs(60), usize::MAX);
+    let ch = r.channel_for_publish("feed", now).unwrap();
+    for b in 0..5 {
+        r.record(ch, &frame(b));
+    }
+    let got: Vec<u8> = r.history(ch).map(|f| f[0]).collect();
+    assert_eq!(got, [2, 3, 4]);
+    assert_eq!(
+        r.info(ch),
+        Some(ChannelInfo {
+            name: "feed",
+            subscribers: 0,
+            history: 3
+        })
+    );
+}
+
+/// Frame bytes `[tag; len]`.
+fn sized(tag: u8, len: usize) -> SharedFrame {
+    Arc::new(vec![tag; len])
+}
+
+fn tags(r: &Registry, ch: usize) -> Vec<u8> {
+    r.history(ch).map(|f| f[0]).collect()
+}
+
+#[test]
+fn history_memory_drops_the_oldest_frames_of_any_channel_first() {
+    let now = Instant::now();
+    let mut r = Registry::new(10, Duration::from_secs(60), 10);
+    let a = r.channel_for_publish("a", now).unwrap();
+    let b = r.channel_for_publish("b", now).unwrap();
+    r.subscribe("a", 7); // a has a subscriber, b does not
+    r.record(a, &sized(1, 4));
+    r.record(b, &sized(2, 4));
+    assert_eq!((r.history_bytes(), r.history_evicted()), (8, 0));
+    // 12 bytes > 10: a's frame 1, the oldest, goes; a stays (it has a subscriber).
+    r.record(a, &sized(3, 4));
+    assert_eq!((tags(&r, a), tags(&r, b)), (vec![3], vec![2]));
+    assert_eq!((r.history_bytes(), r.history_evicted()), (8, 1));
+    // b's only frame goes next, and b with it: nobody is on it and it has nothing left.
+    r.record(a, &sized(4, 4));
+    assert_eq!(tags(&r, a), [3, 4]);
+    assert_eq!(r.lookup("b"), None);
+    assert_eq!((r.history_bytes(), r.history_evicted()), (8, 2));
+    // A frame bigger than the whole budget is not kept at all, and takes the rest with it.
+    r.record(a, &sized(5, 11));
+    assert_eq!(tags(&r, a), Vec::<u8>::new());
+    assert_eq!((r.history_bytes(), r.history_evicted()), (0, 5));
+    assert_eq!(r.lookup("a"), Some(a), "a channel with a subscriber stays");
+}
+
+#[test]
+fn history_memory_is_given_back_when_frames_or_channels_go() {
+    let now = Instant::now();
+    let ttl = Duration::from_secs(1);
+    let mut r = Registry::new(2, ttl, usize::MAX);
+    let ch = r.channel_for_publish("feed", now).unwrap();
+    for (tag, len) in [(1, 5), (2, 6), (3, 7)] {
+        r.record(ch, &sized(tag, len)); // the per-channel limit drops frame 1
+    }
+    assert_eq!((tags(&r, ch), r.history_bytes()), (vec![2, 3], 13));
+    r.expire(now + ttl);
+    assert_eq!((r.channel_count(), r.history_bytes()), (0, 0));
+}
+
+#[test]
+fn the_eviction_queue_stays_bounded_by_the_frames_held() {
+    let mut r = Registry::new(1, Duration::from_secs(60), usize::MAX);
+    let ch = r.channel_for_publish("feed", Instant::now()).unwrap();
+    for i in 0..100_000u32 {
+        r.record(ch, &sized(i as u8, 1));
+    }
+    assert_eq!(r.history_frames, 1);
+    assert!(r.recorded.len() <= 2 + 1024, "{}", r.recorded.len());
+    // What is left in the queue still finds the live frame when the budget shrinks.
+    r.max_history_bytes = 0;
+    r.record(ch, &sized(9, 1));
+    assert_eq!((r.history_frames, r.history_bytes()), (0, 0));
+}
+
+#[test]
+fn history_within_a_budget_keeps_the_newest_frames_that_fit() {
+    let mut r = Registry::new(4, Duration::from_secs(60), usize::MAX);
+    let ch = r.channel_for_publish("feed", Instant::now()).unwrap();
+    // Frames of 1, 2, 3 and 4 bytes, each filled with its own length.
+    for len in 1..=4u8 {
+        r.record(ch, &Arc::new(vec![len; len as usize]));
+    }
+    let within = |budget| {
+        let (frames, skipped) = r.history_within(ch, budget);
+        (frames.map(|f| f[0]).collect::<Vec<_>>(), skipped)
+    };
+    assert_eq!(within(usize::MAX), (vec![1, 2, 3, 4], 0));
+    assert_eq!(within(10), (vec![1, 2, 3, 4], 0));
+    assert_eq!(within(9), (vec![2, 3, 4], 1));
+    assert_eq!(within(7), (vec![3, 4], 2));
+    assert_eq!(
+        within(6),
+        (vec![4], 3),
+        "the newest that fit, not any that fit"
+    );
+    assert_eq!(within(3), (vec![], 4));
+    assert_eq!(within(0), (vec![], 4));
+    assert_eq!(r.history_within(ch + 1, 100).1, 0, "unknown channel");
+}
+
+#[test]
+fn a_channel_with_history_outlives_its_subscribers_by_the_ttl() {
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(60);
+    let mut r = Registry::new(2, ttl, usize::MAX);
+    let s = r.subscribe("feed", 1);
+    r.record(s.channel, &frame(9));
+    r.unsubscribe(s, t0);
+    assert_eq!(r.next_expiry(), Some(t0 + ttl));
+    r.expire(t0 + ttl - Duration::from_secs(1));
+    assert_eq!(r.lookup("feed"), Some(s.channel));
+
+    // A subscriber arriving in time keeps it past the first expiry.
+    let s2 = r.subscribe("feed", 2);
+    r.expire(t0 + ttl);
+    assert_eq!(r.lookup("feed"), Some(s2.channel));
+    let t1 = t0 + ttl + Duration::from_secs(5);
+    r.unsubscribe(s2, t1);
+    r.expire(t1 + ttl);
+    assert_eq!(r.lookup("feed"), None);
+    assert_eq!(r.channel_count(), 0);
+}
+
+#[test]
+fn an_early_expiry_entry_does_not_cut_a_later_ttl_short() {
+    // Created by a publish at t0 (entry for t0+ttl); a subscriber comes and goes, leaving
+    // at t0+2: it must live until t0+2+ttl, not die at t0+ttl.
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(3);
+    let mut r = Registry::new(1, ttl, usize::MAX);
+    let ch = r.channel_for_publish("feed", t0).unwrap();
+    r.record(ch, &frame(1));
+    let s = r.subscribe("feed", 7);
+    r.unsubscribe(s, t0 + Duration::from_secs(2));
+    r.expire(t0 + ttl + Duration::from_millis(300));
+    assert_eq!(r.lookup("feed"), Some(ch));
+    r.expire(t0 + Duration::from_secs(2) + ttl);
+    assert_eq!(r.lookup("feed"), None);
+}
+
+#[test]
+fn a_stale_expiry_does_not_remove_a_recreated_channel() {
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(10);
+    let mut r = Registry::new(1, ttl, usize::MAX);
+    let first = r.channel_for_publish("a", t0).unwrap();
+    r.record(first, &frame(1));
+    r.expire(t0 + ttl); // forgotten
+    assert_eq!(r.lookup("a"), None);
+    let again = r.channel_for_publish("a", t0 + ttl).unwrap();
+    assert_eq!(again, first, "slab id reused");
+    r.record(again, &frame(2));
+    r.expire(t0 + ttl + Duration::from_secs(1));
+    assert_eq!(r.lookup("a"), Some(again));
+}
