@@ -29,6 +29,8 @@ pub struct Stats {
     /// History frames not sent to a new subscriber because they did not fit in half of
     /// `--max-backpressure` (the oldest ones go first).
     pub history_skipped: u64,
+    /// History frames dropped, oldest first, to stay under `--max-history-memory`.
+    pub history_evicted: u64,
     /// Connections turned away (503 or 1013) for taking `--max-input-memory` over.
     pub input_memory_refusals: u64,
     /// Bytes read from sockets.
@@ -66,9 +68,6 @@ pub struct Gauges {
     pub input_memory: usize,
     /// Bytes of history frames, over all channels.
     pub history_bytes: usize,
-    /// History frames dropped to stay under `--max-history-memory` (a counter the registry
-    /// keeps).
-    pub history_evicted: u64,
 }
 
 /// Renders every metric in the Prometheus text format.
@@ -158,7 +157,7 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "fanout_history_evicted",
         "counter",
         "History frames dropped, oldest first, to stay under --max-history-memory.",
-        &one(gauges.history_evicted),
+        &one(stats.history_evicted),
     );
     metric(
         "fanout_received_bytes",
@@ -219,6 +218,7 @@ mod tests {
     fn renders_counters_with_total_suffix_and_labels() {
         let mut stats = Stats {
             accepted: 3,
+            history_evicted: 2,
             ..Stats::default()
         };
         stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
@@ -232,7 +232,6 @@ mod tests {
                 channels: 1,
                 input_memory: 7,
                 history_bytes: 5,
-                history_evicted: 2,
             },
         );
         assert!(

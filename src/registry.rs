@@ -74,8 +74,6 @@ pub struct Registry {
     /// may be gone already.
     recorded: VecDeque<(usize, u64, u64)>,
     next_seq: u64,
-    /// Frames dropped to stay under `max_history_bytes`.
-    evicted: u64,
 }
 
 impl Default for Registry {
@@ -100,7 +98,6 @@ impl Registry {
             history_frames: 0,
             recorded: VecDeque::new(),
             next_seq: 0,
-            evicted: 0,
         }
     }
 
@@ -176,11 +173,13 @@ impl Registry {
     }
 
     /// Remembers a frame broadcast on `channel` (a no-op without `--history`), then drops the
-    /// oldest frames of any channel while the total is over `--max-history-memory`.
-    pub fn record(&mut self, channel: usize, frame: &SharedFrame) {
+    /// oldest frames of any channel while the total is over `--max-history-memory`. Returns
+    /// how many frames it dropped for that.
+    pub fn record(&mut self, channel: usize, frame: &SharedFrame) -> usize {
         if self.history_len == 0 {
-            return;
+            return 0;
         }
+        let mut evicted = 0;
         self.next_seq += 1;
         let ch = &mut self.channels[channel];
         if ch.history.len() == self.history_len {
@@ -204,7 +203,7 @@ impl Registry {
                 let (_, old) = ch.history.pop_front().expect("front exists");
                 self.history_frames -= 1;
                 self.history_bytes -= old.len();
-                self.evicted += 1;
+                evicted += 1;
                 if ch.history.is_empty() && ch.subscribers.is_empty() {
                     self.remove(channel); // Nothing left for anyone to join for.
                 }
@@ -218,16 +217,12 @@ impl Registry {
                 })
             });
         }
+        evicted
     }
 
     /// Bytes of history held, all channels together.
     pub fn history_bytes(&self) -> usize {
         self.history_bytes
-    }
-
-    /// History frames dropped so far to stay under `--max-history-memory`.
-    pub fn history_evicted(&self) -> u64 {
-        self.evicted
     }
 
     /// The frames a new subscriber of `channel` is sent first, oldest first.

@@ -169,3 +169,25 @@ fn history_memory_keeps_the_newest_frames_of_all_channels_under_the_budget() {
     assert_eq!(metric(server.addr, "fanout_history_bytes"), 306);
     assert_eq!(metric(server.addr, "fanout_history_evicted_total"), 2);
 }
+
+#[test]
+fn a_message_bigger_than_the_history_budget_is_delivered_but_not_kept() {
+    let server = TestServer::start(|c| {
+        c.history = 2;
+        c.max_history_memory = 50;
+    });
+    let mut sub = ws(server.addr, "feed");
+    // Nobody is on "empty": the frame is kept for no one and the channel is forgotten at once.
+    server
+        .handle
+        .publish("empty", Message::Binary(vec![1; 100]))
+        .unwrap();
+    server
+        .handle
+        .publish("feed", Message::Binary(vec![2; 100]))
+        .unwrap();
+    assert_eq!(read_frame(&mut sub).payload, vec![2; 100]);
+    let (_, _, body) = get(server.addr, "/channels");
+    assert_eq!(body, r#"[{"name":"feed","subscribers":1,"history":0}]"#);
+    assert_eq!(metric(server.addr, "fanout_history_evicted_total"), 2);
+}

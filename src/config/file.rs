@@ -93,9 +93,9 @@ impl FileConfig {
         }
         layer! {
             listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
-            max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout, max_connections,
-            close_timeout, shutdown_timeout, publish_token, history, history_ttl,
-            max_history_memory
+            max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout,
+            max_connections, close_timeout, shutdown_timeout, publish_token, history,
+            history_ttl, max_history_memory
         }
     }
 }

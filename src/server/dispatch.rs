@@ -96,7 +96,7 @@ impl Server {
         frame: &SharedFrame,
         except: Option<usize>,
     ) -> usize {
-        self.registry.record(channel, frame);
+        self.stats.history_evicted += self.registry.record(channel, frame) as u64;
         let cap = self.config.max_backpressure;
         let mut queued = 0;
         for &k in self.registry.subscribers(channel) {

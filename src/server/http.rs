@@ -163,7 +163,6 @@ impl Server {
             channels: self.registry.channel_count(),
             input_memory: self.input_memory,
             history_bytes: self.registry.history_bytes(),
-            history_evicted: self.registry.history_evicted(),
         };
         metrics::render(&self.stats, &gauges)
     }
