@@ -81,6 +81,8 @@ fn a_publish_body_over_the_budget_gets_503_and_the_budget_is_freed() {
         "{\"error\":\"server busy: input memory full, try again later\"}\n"
     );
     await_metric(server.addr, GAUGE, |v| v < 64 << 10);
+    let refused = "fanout_publish_requests_total{status=\"503\"}";
+    assert_eq!(metric(server.addr, refused), 1);
 
     // A small publish still goes through, and A's connection was never disturbed.
     let (status, _, body) = http(
