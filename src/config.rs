@@ -158,11 +158,29 @@ pub struct Config {
     #[arg(value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub history_ttl: Duration,
 
-    /// Memory for history, all channels together; past it the oldest frames of any channel
-    /// are dropped first.
+    /// Memory for history, all channels together (frames and the channels holding them, with
+    /// their overheads); past it the oldest frames of any channel are dropped first.
     #[arg(long, env = "FANOUT_MAX_HISTORY_MEMORY")]
     #[arg(value_name = "BYTES", default_value = "256MiB", value_parser = parse_size)]
     pub max_history_memory: usize,
+
+    /// Most channels that may exist at once; a join or publish that would create one more is
+    /// refused with 503. Default 1 000 000: far above what the connection limit and the
+    /// history budget let a deployment use, a backstop against a flood of channel names.
+    #[arg(
+        long,
+        env = "FANOUT_MAX_CHANNELS",
+        value_name = "N",
+        default_value_t = 1_000_000
+    )]
+    pub max_channels: usize,
+
+    /// Kernel send buffer of each connection (SO_SNDBUF; 0: the kernel's autotuning, up to
+    /// net.ipv4.tcp_wmem's maximum, 4 MiB by default). A bounded buffer keeps what a stuck
+    /// subscriber pins in the kernel small and lets --max-backpressure see it sooner.
+    #[arg(long, env = "FANOUT_SOCKET_SEND_BUFFER")]
+    #[arg(value_name = "BYTES", default_value = "256KiB", value_parser = parse_size)]
+    pub socket_send_buffer: usize,
 }
 
 /// The `fanout` command line: the settings, plus where to read more and what to do with them.

@@ -13,6 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use crate::broadcast::{MAX_IOVECS, OutQueue, SharedFrame};
+use crate::metrics::Stats;
 use crate::proto::session::Session;
 use crate::registry::Subscription;
 
@@ -20,12 +21,16 @@ use crate::registry::Subscription;
 #[derive(Debug)]
 pub enum Phase {
     /// Reading HTTP requests: the upgrade handshake, or API calls on a persistent connection.
-    /// `buf` is bounded by `MAX_HEADER_BYTES` plus `--max-message` (a publish body).
+    /// `buf` is bounded by `MAX_HEADER_BYTES` plus `--max-message` (a publish body), or by one
+    /// read of pipelined requests.
     Http {
         /// Request bytes received and not yet answered.
         buf: Vec<u8>,
         /// When an unfinished request (or an idle persistent connection) gets 408 and closes.
         deadline: Instant,
+        /// Accepted past `--max-connections`, in the small reserve kept for monitoring: only
+        /// `/healthz` and `/metrics` are answered, anything else gets 503.
+        reserve: bool,
     },
     /// The WebSocket is up: frames flow and the connection is subscribed.
     Open {
@@ -81,6 +86,15 @@ pub struct Connection {
     /// This connection's share of the loop's input-memory total: its
     /// [`Connection::input_bytes`] when last counted.
     pub input_counted: usize,
+    /// The last send returned `WouldBlock`: nothing is written until the socket's writable
+    /// event, so a subscriber that does not read costs no syscall per message it is sent.
+    pub write_blocked: bool,
+    /// Processing stopped before the end of what was read (the connection used its share of a
+    /// turn, or its answers reached the cap): the rest waits in [`Self::stash`] (or, before
+    /// the upgrade, in the request buffer) and is handled before the socket is read again.
+    pub backlog: bool,
+    /// WebSocket bytes read but not yet handled (see [`Self::backlog`]); empty otherwise.
+    pub stash: Vec<u8>,
 }
 
 impl Connection {
@@ -103,6 +117,9 @@ impl Connection {
             registered: Interest::READABLE,
             read_paused: false,
             input_counted: 0,
+            write_blocked: false,
+            backlog: false,
+            stash: Vec::new(),
         })
     }
 
@@ -121,11 +138,12 @@ impl Connection {
     /// Heap bytes its partly received input holds: an unfinished request (or publish body)
     /// while in the HTTP phase, an unfinished message once open, nothing once closing.
     pub fn input_bytes(&self) -> usize {
-        match &self.phase {
-            Phase::Http { buf, .. } => buf.capacity(),
-            Phase::Open { session, .. } => session.buffered_bytes(),
-            Phase::Closing { .. } => 0,
-        }
+        self.stash.capacity()
+            + match &self.phase {
+                Phase::Http { buf, .. } => buf.capacity(),
+                Phase::Open { session, .. } => session.buffered_bytes(),
+                Phase::Closing { .. } => 0,
+            }
     }
 
     /// Brings [`Self::input_counted`] up to date, and `total` (the loop's sum of them) with it.
@@ -181,13 +199,27 @@ impl Connection {
         !std::mem::replace(&mut self.dirty, true)
     }
 
-    /// Writes queued frames with vectored writes until the queue is empty or the socket would
-    /// block, adding what was written to `bytes_out`; in the closing phase, shuts our side
-    /// down once everything is written.
-    pub fn flush(&mut self, bytes_out: &mut u64) -> io::Result<Flushed> {
+    /// Queues a pong, replacing one not yet started (see [`OutQueue::push_pong`]); reports
+    /// whether the connection just became dirty.
+    pub fn enqueue_pong(&mut self, frame: SharedFrame, stats: &mut Stats) -> bool {
+        if self.out.push_pong(frame) {
+            stats.pongs_coalesced += 1;
+        }
+        !std::mem::replace(&mut self.dirty, true)
+    }
+
+    /// Writes queued frames until the queue is empty or the socket would block (then nothing
+    /// more is tried until its writable event, see [`Self::write_blocked`]), counting in
+    /// `stats`; in the closing phase, shuts our side down once everything is written. Runs of
+    /// small frames are gathered through `scratch` (see [`OutQueue::gather`]).
+    pub fn flush(&mut self, stats: &mut Stats, scratch: &mut Vec<u8>) -> io::Result<Flushed> {
         while !self.out.is_empty() {
+            if self.write_blocked {
+                return Ok(Flushed::Blocked);
+            }
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.out.iovecs(&mut iov);
+            let n = self.out.gather(scratch, &mut iov);
+            stats.sends += 1;
             // `send`/`sendmsg` rather than `write`/`writev`: the socket calls skip the VFS
             // layer's per-call checks, measured at over 1 µs per delivery on this machine.
             let result = if n == 1 {
@@ -198,10 +230,14 @@ impl Connection {
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    *bytes_out += written as u64;
+                    stats.bytes_out += written as u64;
                     self.out.advance(written);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stats.sends_blocked += 1;
+                    self.write_blocked = true;
+                    return Ok(Flushed::Blocked);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

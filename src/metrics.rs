@@ -41,6 +41,19 @@ pub struct Stats {
     pub closes_sent: BTreeMap<u16, u64>,
     /// `POST /publish` requests answered, by status.
     pub publishes: BTreeMap<u16, u64>,
+    /// Send system calls made.
+    pub sends: u64,
+    /// Sends that found the socket buffer full (`WouldBlock`): the connection is not written
+    /// again until its writable event.
+    pub sends_blocked: u64,
+    /// Pongs that replaced one still waiting (a peer pinging faster than it reads).
+    pub pongs_coalesced: u64,
+    /// Times a connection's input was set aside for the next turn, having used its share of
+    /// this one (reads or deliveries caused).
+    pub read_yields: u64,
+    /// `Handle::publish` messages not delivered because their channel would have had to be
+    /// created past `--max-channels` (clients and HTTP publishers get a 503 instead).
+    pub channel_refusals: u64,
 }
 
 impl Stats {
@@ -184,9 +197,39 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         &by("status", &stats.publishes),
     );
     metric(
+        "fanout_send_calls",
+        "counter",
+        "Send system calls made.",
+        &one(stats.sends),
+    );
+    metric(
+        "fanout_send_blocked",
+        "counter",
+        "Sends that found the socket buffer full; the connection waits for its writable event.",
+        &one(stats.sends_blocked),
+    );
+    metric(
+        "fanout_pongs_coalesced",
+        "counter",
+        "Pongs that replaced one not yet sent (a peer pinging faster than it reads).",
+        &one(stats.pongs_coalesced),
+    );
+    metric(
+        "fanout_read_yields",
+        "counter",
+        "Times a connection's input waited for the next turn, its share of this one used.",
+        &one(stats.read_yields),
+    );
+    metric(
+        "fanout_channel_refusals",
+        "counter",
+        "Handle::publish messages dropped because their channel would pass --max-channels.",
+        &one(stats.channel_refusals),
+    );
+    metric(
         "fanout_queued_bytes",
         "gauge",
-        "Bytes queued for connections and not yet written.",
+        "Memory held by queued output (bytes plus per-entry overhead), as --max-backpressure counts it.",
         &one(gauges.queued_bytes as u64),
     );
     metric(
@@ -198,7 +241,7 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     metric(
         "fanout_history_bytes",
         "gauge",
-        "Bytes of history frames kept for late joiners, all channels.",
+        "Memory held by history (frames and channels, with overheads), as --max-history-memory counts it.",
         &one(gauges.history_bytes as u64),
     );
     metric(

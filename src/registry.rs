@@ -13,9 +13,16 @@
 //! All channels' history together is held under `--max-history-memory`: past it, the oldest
 //! frames of any channel go first. A FIFO of every recorded frame (channel and sequence
 //! number) finds them; entries for frames already gone for another reason are skipped there
-//! and swept out when they outnumber the live ones.
+//! and swept out when they outnumber the live ones. The budget counts what history really
+//! holds, not only frame bytes: each frame is charged [`FRAME_OVERHEAD`] on top of its length
+//! and each channel holding history [`channel_overhead`], so a flood of publishes to distinct
+//! names (each a channel holding one tiny frame) is bounded by the budget too. The number of
+//! channels is bounded as well (`--max-channels`).
+//!
+//! Names are kept in a `BTreeMap`, so `GET /channels` pages through them in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -30,6 +37,24 @@ pub struct Subscription {
     /// The connection's index in the channel's subscriber list.
     pub slot: usize,
 }
+
+/// What history is charged per frame beyond its bytes: the shared buffer's allocation headers
+/// (the `Arc` and the `Vec`, about 80 bytes with the allocator's own), its slot in the
+/// channel's deque and its entry in the eviction FIFO (which may hold up to twice the live
+/// entries before it is swept).
+pub const FRAME_OVERHEAD: usize = 128;
+
+/// What history is charged for a channel that holds any: the channel's record, its slot in the
+/// slab, its entry in the name map and the expiry queue, its deque's first allocation, and its
+/// name twice (the record and the map key). Measured with a flood of one-frame channels:
+/// about 600 bytes of RSS each with 10-byte names.
+pub fn channel_overhead(name: &str) -> usize {
+    448 + 2 * name.len()
+}
+
+/// A channel could not be created: `--max-channels` exist already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyChannels;
 
 #[derive(Debug)]
 struct Channel {
@@ -58,14 +83,17 @@ pub struct ChannelInfo<'a> {
 /// Channel name → subscribers and history.
 #[derive(Debug)]
 pub struct Registry {
-    by_name: HashMap<Box<str>, usize>,
-    channels: Slab<Channel>,
+    by_name: BTreeMap<Box<str>, usize>,
+    /// Boxed, so the slab's slots stay small: it never shrinks below its high-water mark.
+    channels: Slab<Box<Channel>>,
+    max_channels: usize,
     history_len: usize,
     history_ttl: Duration,
     /// (when, channel slab id, channel id) for channels left with history and no subscribers.
     expiries: VecDeque<(Instant, usize, u64)>,
     next_id: u64,
-    /// Bytes of all history frames, held under `max_history_bytes`.
+    /// What all history holds, frames and their channels' overheads, held under
+    /// `max_history_bytes`.
     history_bytes: usize,
     max_history_bytes: usize,
     /// History frames held, all channels together.
@@ -84,11 +112,13 @@ impl Default for Registry {
 
 impl Registry {
     /// A registry keeping `history_len` frames per channel for `history_ttl` after the last
-    /// subscriber leaves, and at most `max_history_bytes` of them over all channels.
+    /// subscriber leaves, and at most `max_history_bytes` of them over all channels (counted
+    /// with their overheads), with no limit on the number of channels.
     pub fn new(history_len: usize, history_ttl: Duration, max_history_bytes: usize) -> Self {
         Registry {
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
             channels: Slab::new(),
+            max_channels: usize::MAX,
             history_len,
             history_ttl,
             expiries: VecDeque::new(),
@@ -101,33 +131,43 @@ impl Registry {
         }
     }
 
-    fn create(&mut self, name: &str) -> usize {
+    /// At most `max` channels exist at once; creating one more fails with [`TooManyChannels`].
+    pub fn with_max_channels(mut self, max: usize) -> Self {
+        self.max_channels = max;
+        self
+    }
+
+    fn create(&mut self, name: &str) -> Result<usize, TooManyChannels> {
+        if self.channels.len() >= self.max_channels {
+            return Err(TooManyChannels);
+        }
         self.next_id += 1;
-        let id = self.channels.insert(Channel {
+        let id = self.channels.insert(Box::new(Channel {
             name: name.into(),
             subscribers: Vec::new(),
             history: VecDeque::new(),
             id: self.next_id,
             expires_at: None,
-        });
+        }));
         self.by_name.insert(name.into(), id);
-        id
+        Ok(id)
     }
 
-    /// Adds connection `key` to channel `name`, creating the channel if needed.
-    pub fn subscribe(&mut self, name: &str, key: usize) -> Subscription {
+    /// Adds connection `key` to channel `name`, creating the channel if needed (which fails
+    /// when `--max-channels` exist).
+    pub fn subscribe(&mut self, name: &str, key: usize) -> Result<Subscription, TooManyChannels> {
         let channel = match self.by_name.get(name) {
             Some(&id) => id,
-            None => self.create(name),
+            None => self.create(name)?,
         };
         let ch = &mut self.channels[channel];
         ch.expires_at = None;
         let subscribers = &mut ch.subscribers;
         subscribers.push(key);
-        Subscription {
+        Ok(Subscription {
             channel,
             slot: subscribers.len() - 1,
-        }
+        })
     }
 
     /// Removes a subscription at `now`. Returns the key of the connection that moved into its
@@ -152,24 +192,45 @@ impl Registry {
         let ch = self.channels.remove(channel);
         self.by_name.remove(&ch.name);
         self.history_frames -= ch.history.len();
-        self.history_bytes -= ch.history.iter().map(|(_, f)| f.len()).sum::<usize>();
+        self.history_bytes -= ch.history.iter().map(|(_, f)| frame_cost(f)).sum::<usize>();
+        if !ch.history.is_empty() {
+            self.history_bytes -= channel_overhead(&ch.name);
+        }
+    }
+
+    /// Removes channel `channel`'s oldest frame, charging back its cost (and its channel's
+    /// overhead when that was its last frame).
+    fn pop_oldest(&mut self, channel: usize) {
+        let ch = &mut self.channels[channel];
+        if let Some((_, old)) = ch.history.pop_front() {
+            self.history_frames -= 1;
+            self.history_bytes -= frame_cost(&old);
+            if ch.history.is_empty() {
+                self.history_bytes -= channel_overhead(&ch.name);
+            }
+        }
     }
 
     /// The channel to publish to: an existing one, or, when history is kept, a new one (so the
-    /// message is there for whoever joins within the TTL). `None`: nobody would ever see it.
-    pub fn channel_for_publish(&mut self, name: &str, now: Instant) -> Option<usize> {
+    /// message is there for whoever joins within the TTL). `Ok(None)`: nobody would ever see
+    /// it; an error when it would have to be created and `--max-channels` exist.
+    pub fn channel_for_publish(
+        &mut self,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<usize>, TooManyChannels> {
         if let Some(&id) = self.by_name.get(name) {
-            return Some(id);
+            return Ok(Some(id));
         }
         if self.history_len == 0 {
-            return None;
+            return Ok(None);
         }
-        let channel = self.create(name);
+        let channel = self.create(name)?;
         let at = now + self.history_ttl;
         let ch = &mut self.channels[channel];
         ch.expires_at = Some(at);
         self.expiries.push_back((at, channel, ch.id));
-        Some(channel)
+        Ok(Some(channel))
     }
 
     /// Remembers a frame broadcast on `channel` (a no-op without `--history`), then drops the
@@ -181,29 +242,28 @@ impl Registry {
         }
         let mut evicted = 0;
         self.next_seq += 1;
+        if self.channels[channel].history.len() == self.history_len {
+            self.pop_oldest(channel);
+        }
         let ch = &mut self.channels[channel];
-        if ch.history.len() == self.history_len {
-            if let Some((_, old)) = ch.history.pop_front() {
-                self.history_frames -= 1;
-                self.history_bytes -= old.len();
-            }
+        if ch.history.is_empty() {
+            self.history_bytes += channel_overhead(&ch.name);
         }
         ch.history.push_back((self.next_seq, frame.clone()));
         self.recorded.push_back((channel, ch.id, self.next_seq));
         self.history_frames += 1;
-        self.history_bytes += frame.len();
+        self.history_bytes += frame_cost(frame);
         while self.history_bytes > self.max_history_bytes {
             let Some((channel, id, seq)) = self.recorded.pop_front() else {
                 break;
             };
-            let Some(ch) = self.channels.get_mut(channel).filter(|c| c.id == id) else {
+            let Some(ch) = self.channels.get(channel).filter(|c| c.id == id) else {
                 continue;
             };
             if ch.history.front().is_some_and(|&(s, _)| s == seq) {
-                let (_, old) = ch.history.pop_front().expect("front exists");
-                self.history_frames -= 1;
-                self.history_bytes -= old.len();
+                self.pop_oldest(channel);
                 evicted += 1;
+                let ch = &self.channels[channel];
                 if ch.history.is_empty() && ch.subscribers.is_empty() {
                     self.remove(channel); // Nothing left for anyone to join for.
                 }
@@ -216,11 +276,13 @@ impl Registry {
                     c.id == id && c.history.front().is_some_and(|&(first, _)| seq >= first)
                 })
             });
+            shrink(&mut self.recorded);
         }
         evicted
     }
 
-    /// Bytes of history held, all channels together.
+    /// What history holds, all channels together, as `--max-history-memory` counts it: frame
+    /// bytes plus [`FRAME_OVERHEAD`] each, plus [`channel_overhead`] per channel holding any.
     pub fn history_bytes(&self) -> usize {
         self.history_bytes
     }
@@ -261,17 +323,29 @@ impl Registry {
     pub fn expire(&mut self, now: Instant) {
         while let Some(&(at, channel, id)) = self.expiries.front() {
             if at > now {
-                return;
+                break;
             }
             self.expiries.pop_front();
-            if self
-                .channels
-                .get(channel)
-                .is_some_and(|c| c.id == id && c.expires_at == Some(at))
-            {
+            if self.is_live_expiry(at, channel, id) {
                 self.remove(channel);
             }
         }
+        // Entries of channels that went another way (evicted, or joined again) wait here until
+        // their time; when they outnumber the channels, sweep them out so a flood of channel
+        // names that the history budget evicts cannot grow this queue for a whole TTL.
+        if self.expiries.len() > 2 * self.channels.len() + 1024 {
+            let live: VecDeque<_> = (self.expiries.iter().copied())
+                .filter(|&(at, channel, id)| self.is_live_expiry(at, channel, id))
+                .collect();
+            self.expiries = live;
+            shrink(&mut self.expiries);
+        }
+    }
+
+    fn is_live_expiry(&self, at: Instant, channel: usize, id: u64) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|c| c.id == id && c.expires_at == Some(at))
     }
 
     /// When [`Self::expire`] next has something to do.
@@ -303,9 +377,29 @@ impl Registry {
         })
     }
 
-    /// Every channel's figures, in no particular order.
+    /// Every channel's figures, in name order.
     pub fn iter(&self) -> impl Iterator<Item = ChannelInfo<'_>> {
-        self.channels.iter().filter_map(|(id, _)| self.info(id))
+        self.page(None)
+    }
+
+    /// The channels whose names come after `after` (all, for `None`), in name order.
+    pub fn page(&self, after: Option<&str>) -> impl Iterator<Item = ChannelInfo<'_>> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.by_name
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter_map(|(_, &id)| self.info(id))
+    }
+}
+
+fn frame_cost(frame: &SharedFrame) -> usize {
+    frame.len() + FRAME_OVERHEAD
+}
+
+/// Gives back a queue's spare capacity once it is mostly empty, so the memory of a burst goes
+/// back to the allocator after it.
+fn shrink<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > 4 * queue.len().max(256) {
+        queue.shrink_to(2 * queue.len());
     }
 }
 

@@ -8,7 +8,7 @@
 //! reads so one flooding peer cannot starve the others; and spurious events are harmless
 //! because every handler tolerates `WouldBlock` and checks the connection still exists.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,12 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// Reads of one connection per turn before the others get a go (× 64 KiB).
 pub const READS_PER_TURN: usize = 16;
 
+/// Deliveries one connection's input may cause per turn before the others get a go: fairness
+/// by the work a peer causes, not by the bytes it sends (three bytes to a 300-member channel
+/// are 300 deliveries). The rest of what it sent waits, and is handled first next turn. High
+/// enough that one publisher to 10 000 subscribers still gets 25 messages into each turn.
+pub const WORK_PER_TURN: usize = 256 * 1024;
+
 /// Inbox commands handled per turn before sockets get a go.
 const INBOX_BATCH: usize = 4096;
 
@@ -61,6 +67,11 @@ pub struct Server {
     reread: Vec<usize>,
     /// One read buffer for every connection: idle connections hold none.
     read_buf: Vec<u8>,
+    /// One buffer for gathering small frames before a send (see `OutQueue::gather`).
+    scratch: Vec<u8>,
+    /// Deliveries caused by the connection being handled now, this turn (see
+    /// [`WORK_PER_TURN`]).
+    turn_work: usize,
     /// Heap bytes of partly received input, all connections together (the sum of their
     /// `input_counted`), held under `--max-input-memory`.
     input_memory: usize,
@@ -104,7 +115,8 @@ impl Server {
             config.history,
             config.history_ttl,
             config.max_history_memory,
-        );
+        )
+        .with_max_channels(config.max_channels);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -120,6 +132,8 @@ impl Server {
             dirty: Vec::new(),
             reread: Vec::new(),
             read_buf: vec![0; config::READ_BUFFER_BYTES],
+            scratch: Vec::new(),
+            turn_work: 0,
             input_memory: 0,
             next_id: 0,
             now: Instant::now(),
@@ -173,6 +187,9 @@ impl Server {
                             self.on_readable(key, event.is_read_closed() || event.is_error());
                         }
                         if event.is_writable() {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.write_blocked = false;
+                            }
                             self.mark_dirty(key);
                         }
                     }
@@ -239,21 +256,17 @@ impl Server {
         self.stats.accepted += 1;
         let open = self.conns.len();
         if open >= self.max_connections + config::REFUSAL_SLACK {
-            return; // Dropped at once: answering would cost memory without bound.
+            return self.refuse_at_once(socket);
         }
         let _ = socket.set_nodelay(true);
-        let refuse = open >= self.max_connections;
-        let phase = if refuse {
-            Phase::Closing {
-                deadline: self.now + self.config.close_timeout,
-                write_shut: false,
-                peer_eof: false,
-            }
-        } else {
-            Phase::Http {
-                buf: Vec::new(),
-                deadline: self.now + self.config.handshake_timeout,
-            }
+        if self.config.socket_send_buffer > 0 {
+            let size = self.config.socket_send_buffer;
+            let _ = socket2::SockRef::from(&socket).set_send_buffer_size(size);
+        }
+        let phase = Phase::Http {
+            buf: Vec::new(),
+            deadline: self.now + self.config.handshake_timeout,
+            reserve: open >= self.max_connections,
         };
         self.next_id += 1;
         let entry = self.conns.vacant_entry();
@@ -268,26 +281,45 @@ impl Server {
             Ok(conn) => entry.insert(conn),
             Err(e) => return debug!(error = %e, "register failed"),
         };
-        if refuse {
-            self.refuse(key, Refusal::service_unavailable());
-        }
         self.schedule(key);
+    }
+
+    /// Past the reserve kept for monitoring: the `503` is written on the spot (a new socket's
+    /// send buffer always has room for it) and the connection closed, so even a flood of
+    /// connections gets its answer at no memory cost. What the client already sent is read
+    /// first, so closing sends a FIN and not a reset that could destroy the answer.
+    fn refuse_at_once(&mut self, mut socket: TcpStream) {
+        *self.stats.refusals.entry(503).or_default() += 1;
+        for _ in 0..4 {
+            if !matches!(socket.read(&mut self.read_buf), Ok(n) if n > 0) {
+                break;
+            }
+        }
+        let _ = socket.write_all(&Refusal::SERVICE_UNAVAILABLE.response());
+        let _ = socket.shutdown(std::net::Shutdown::Write);
     }
 
     /// Reads what `key`'s socket has. A read shorter than the buffer means it is drained (a
     /// new edge fires for later data), unless the event already said the peer closed: then
-    /// its EOF is read now, since no further edge will announce it.
+    /// its EOF is read now, since no further edge will announce it. What an earlier turn left
+    /// unhandled is handled first; the connection's share of a turn is [`READS_PER_TURN`]
+    /// reads and [`WORK_PER_TURN`] deliveries.
     fn on_readable(&mut self, key: usize, closed: bool) {
+        self.turn_work = 0;
+        if !self.resume(key) {
+            return;
+        }
         let mut buf = std::mem::take(&mut self.read_buf);
         for i in 0.. {
             let Some(conn) = self.conns.get_mut(key) else {
                 break;
             };
             if i == READS_PER_TURN {
+                self.stats.read_yields += 1;
                 self.reread.push(key);
                 break;
             }
-            if conn.out.queued_bytes() > self.config.max_backpressure {
+            if conn.out.held_bytes() > self.config.max_backpressure {
                 // Stop reading a peer that does not read our answers; `flush_dirty` resumes.
                 conn.read_paused = true;
                 break;
@@ -301,7 +333,8 @@ impl Server {
                     self.stats.bytes_in += n as u64;
                     self.on_data(key, &mut buf[..n]);
                     self.count_input(key);
-                    if n < buf.len() && !closed {
+                    let stopped = self.conns.get(key).is_none_or(|c| c.backlog);
+                    if stopped || n < buf.len() && !closed {
                         break;
                     }
                 }
@@ -316,13 +349,40 @@ impl Server {
         self.read_buf = buf;
     }
 
+    /// Handles what `key` read in an earlier turn and left unhandled (see
+    /// [`Connection::backlog`]). Returns whether its socket may be read now.
+    fn resume(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.read_paused {
+            return false;
+        }
+        if !std::mem::take(&mut conn.backlog) {
+            return true;
+        }
+        match &mut conn.phase {
+            Phase::Http { buf, .. } => {
+                let buf = std::mem::take(buf);
+                self.serve_http(key, buf);
+            }
+            Phase::Open { .. } => {
+                let mut stash = std::mem::take(&mut conn.stash);
+                self.on_frames(key, &mut stash);
+            }
+            Phase::Closing { .. } => conn.stash = Vec::new(),
+        }
+        self.count_input(key);
+        self.conns.get(key).is_some_and(|c| !c.backlog)
+    }
+
     /// The peer sent FIN. It may still be reading (a half-close after pipelined requests), so
     /// what is queued for it is written out first; the connection goes when that is done.
     fn on_eof(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let _ = conn.flush(&mut self.stats.bytes_out);
+        let _ = conn.flush(&mut self.stats, &mut self.scratch);
         if conn.out.is_empty() {
             return self.remove(key);
         }
@@ -344,6 +404,12 @@ impl Server {
 
     fn enqueue_urgent(&mut self, key: usize, bytes: Vec<u8>) {
         if self.conns[key].enqueue_urgent(Arc::new(bytes)) {
+            self.dirty.push(key);
+        }
+    }
+
+    fn enqueue_pong(&mut self, key: usize, bytes: Vec<u8>) {
+        if self.conns[key].enqueue_pong(Arc::new(bytes), &mut self.stats) {
             self.dirty.push(key);
         }
     }
@@ -399,15 +465,23 @@ impl Server {
             if !std::mem::replace(&mut conn.dirty, false) {
                 continue;
             }
+            let before = conn.out.queued_bytes();
             let ok = conn
-                .flush(&mut self.stats.bytes_out)
+                .flush(&mut self.stats, &mut self.scratch)
                 .and_then(|_| conn.update_interest(self.poll.registry(), Token(key)));
+            if let Phase::Closing { deadline, .. } = &mut conn.phase {
+                if conn.out.queued_bytes() < before {
+                    // A closing connection is given up after `--close-timeout` without
+                    // progress, not while its last answers are still being read.
+                    *deadline = self.now + self.config.close_timeout;
+                }
+            }
             if let Err(e) = ok {
                 debug!(key, error = %e, "write failed");
                 self.remove(key);
             } else if conn.is_done() {
                 self.remove(key);
-            } else if conn.read_paused && conn.out.queued_bytes() <= self.config.max_backpressure {
+            } else if conn.read_paused && conn.out.held_bytes() <= self.config.max_backpressure {
                 conn.read_paused = false;
                 self.reread.push(key);
             }

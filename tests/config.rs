@@ -53,6 +53,8 @@ shutdown-timeout = "5s"
 history = 0
 history-ttl = "5m"
 max-history-memory = "256MiB"
+max-channels = 1000000
+socket-send-buffer = "256KiB"
 "#;
 
 #[test]
@@ -137,6 +139,8 @@ publish-token = "s3cret"
 history = 0
 history-ttl = "1h"
 max-history-memory = "256MiB"
+max-channels = 1000000
+socket-send-buffer = "256KiB"
 "#;
     assert_eq!(out, expected);
 }
@@ -181,6 +185,10 @@ fn print_config_round_trips() {
         "1h",
         "--max-history-memory",
         "8MiB",
+        "--max-channels",
+        "5000",
+        "--socket-send-buffer",
+        "0",
     ];
     let printed = print_config(&args, &[]);
     assert_eq!(
@@ -203,6 +211,8 @@ publish-token = "s3cret"
 history = 10
 history-ttl = "1h"
 max-history-memory = "8MiB"
+max-channels = 5000
+socket-send-buffer = "0"
 "#
     );
     let saved = file("round-trip", &printed);
@@ -235,7 +245,7 @@ fn example_file_lists_every_key() {
         .lines()
         .map(|l| l.split(" = ").next().unwrap())
         .collect();
-    assert_eq!(keys.len(), 18);
+    assert_eq!(keys.len(), 20);
     for key in keys {
         let set = example.contains(&format!("\n{key} = "));
         let commented = example.contains(&format!("\n# {key} = "));

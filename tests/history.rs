@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fanout::Message;
+use fanout::registry::{FRAME_OVERHEAD, channel_overhead};
 
 fn seq(payload: &[u8]) -> u32 {
     u32::from_be_bytes(payload.try_into().unwrap())
@@ -149,10 +150,11 @@ fn a_joiner_gets_only_the_newest_history_that_fits_in_half_the_backpressure_cap(
 
 #[test]
 fn history_memory_keeps_the_newest_frames_of_all_channels_under_the_budget() {
-    // 100-byte messages are 102-byte frames: 350 bytes hold three of them.
+    // 100-byte messages are 102-byte frames: the budget holds three of them and the channel.
+    let held = channel_overhead("feed") + 3 * (102 + FRAME_OVERHEAD);
     let server = TestServer::start(|c| {
         c.history = 10;
-        c.max_history_memory = 350;
+        c.max_history_memory = held + 50;
     });
     for i in 1..=5u8 {
         server
@@ -166,7 +168,7 @@ fn history_memory_keeps_the_newest_frames_of_all_channels_under_the_budget() {
     }
     let (_, _, body) = get(server.addr, "/channels/feed");
     assert_eq!(body, r#"{"name":"feed","subscribers":1,"history":3}"#);
-    assert_eq!(metric(server.addr, "fanout_history_bytes"), 306);
+    assert_eq!(metric(server.addr, "fanout_history_bytes"), held as u64);
     assert_eq!(metric(server.addr, "fanout_history_evicted_total"), 2);
 }
 

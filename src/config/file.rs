@@ -77,6 +77,9 @@ pub(super) struct FileConfig {
     history_ttl: Option<Duration>,
     #[serde(with = "size")]
     max_history_memory: Option<usize>,
+    max_channels: Option<usize>,
+    #[serde(with = "size")]
+    socket_send_buffer: Option<usize>,
 }
 
 impl FileConfig {
@@ -95,7 +98,7 @@ impl FileConfig {
             listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
             max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout,
             max_connections, close_timeout, shutdown_timeout, publish_token, history,
-            history_ttl, max_history_memory
+            history_ttl, max_history_memory, max_channels, socket_send_buffer
         }
     }
 }
@@ -121,6 +124,8 @@ impl From<&Config> for FileConfig {
             history: Some(c.history),
             history_ttl: Some(c.history_ttl),
             max_history_memory: Some(c.max_history_memory),
+            max_channels: Some(c.max_channels),
+            socket_send_buffer: Some(c.socket_send_buffer),
         }
     }
 }

@@ -115,6 +115,8 @@ fn everything_set() -> Config {
         history: 10,
         history_ttl: Duration::from_secs(3600),
         max_history_memory: 8 << 20,
+        max_channels: 5000,
+        socket_send_buffer: 0,
     }
 }
 

@@ -102,6 +102,8 @@ impl Refusal {
     pub const HTTP_VERSION: Self = Self::new_with(400, "HTTP/1.1 required", "");
     /// No `Host` header (§4.2.1 item 2, and RFC 7230 §5.4).
     pub const MISSING_HOST: Self = Self::new_with(400, "missing Host header", "");
+    /// More than one `Host` header line (RFC 9112 §3.2: a server must answer 400).
+    pub const DUPLICATE_HOST: Self = Self::new_with(400, "more than one Host header", "");
     /// A path the server does not serve.
     pub const NOT_FOUND: Self = Self::new_with(404, "not found", "");
     /// `Upgrade` does not list `websocket` (§4.2.1 item 3).
@@ -185,9 +187,10 @@ impl std::error::Error for Refusal {}
 ///
 /// Checks, in order (the first failure is the answer): head size (431) and HTTP syntax (400;
 /// an HTTP version other than 1.x is reported as [`Refusal::HTTP_VERSION`]); HTTP/1.1 (400);
-/// `Host` (400). A request with neither `Upgrade` nor `Sec-WebSocket-Key` is not a WebSocket
-/// request and is routed by [`http::route`] ([`Request::Http`]). Otherwise: method `GET`
-/// (405); `Upgrade` must list
+/// exactly one `Host` (400); no body on a `GET` or `HEAD` (400, see [`http::no_body`]). A
+/// request with neither `Upgrade` nor `Sec-WebSocket-Key` is not a WebSocket request and is
+/// routed by [`http::route`] ([`Request::Http`]). Otherwise: method `GET` (405); `Upgrade` must
+/// list
 /// `websocket` and `Connection` must list `upgrade` (case-insensitive comma lists; repeated
 /// lines are joined) (400); `Sec-WebSocket-Version: 13` (426); `Sec-WebSocket-Key` must be
 /// padded base64 of 16 bytes (400); `Origin`, when sent and the policy lists origins, must be
@@ -222,8 +225,15 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
     if req.version != Some(1) {
         return Err(Refusal::HTTP_VERSION);
     }
-    if values(headers, "Host").next().is_none() {
+    let mut hosts = values(headers, "Host");
+    if hosts.next().is_none() {
         return Err(Refusal::MISSING_HOST);
+    }
+    if hosts.next().is_some() {
+        return Err(Refusal::DUPLICATE_HOST);
+    }
+    if matches!(req.method, Some("GET" | "HEAD")) {
+        http::no_body(headers)?;
     }
     let key = values(headers, "Sec-WebSocket-Key").next();
     if key.is_none() && values(headers, "Upgrade").next().is_none() {

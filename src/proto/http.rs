@@ -30,8 +30,14 @@ pub enum Route {
     Index,
     /// `GET /metrics`: Prometheus text exposition.
     Metrics,
-    /// `GET /channels`: every channel with its subscriber count.
-    Channels,
+    /// `GET /channels?after=NAME&limit=N`: one page of channels in name order, with their
+    /// subscriber counts: at most `limit` of them, the first after `after`.
+    Channels {
+        /// The page starts after this name (the last name of the previous page).
+        after: Option<String>,
+        /// Most channels on the page.
+        limit: usize,
+    },
     /// `GET /channels/{name}`: one channel (`name` percent-decoded, then a valid channel name).
     Channel(String),
     /// `POST /publish/{channel}`: the body, `body_len` bytes after the head, is one message.
@@ -49,6 +55,14 @@ pub enum Route {
 pub const PUBLISH_PREFIX: &str = "/publish/";
 /// The path prefix for one channel's info.
 pub const CHANNEL_PREFIX: &str = "/channels/";
+
+/// Channels on one `GET /channels` page unless `limit` says otherwise: about 100 KiB of JSON,
+/// so one request's answer (and the loop's time building it) stays small however many
+/// channels exist.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// The largest `limit` a `GET /channels` page may ask for.
+pub const MAX_PAGE: usize = 10_000;
 
 impl Refusal {
     /// `POST /publish` without `Authorization` while `--publish-token` is set.
@@ -89,18 +103,37 @@ impl Refusal {
     );
     /// `GET /channels/{name}` for a channel nobody is on.
     pub const NO_SUCH_CHANNEL: Self = Self::new_with(404, "no such channel", "");
+    /// A `GET` or `HEAD` with a body (`Content-Length` other than 0, or `Transfer-Encoding`).
+    pub const UNEXPECTED_BODY: Self = Self::new_with(
+        400,
+        "GET and HEAD requests may not carry a body (Content-Length or Transfer-Encoding)",
+        "",
+    );
+    /// `GET /channels` with a bad `limit` or `after`.
+    pub const BAD_PAGE: Self = Self::new_with(
+        400,
+        "invalid query: limit must be 1-10000 and after a channel name",
+        "",
+    );
+    /// A new channel would take the server over `--max-channels`.
+    pub const TOO_MANY_CHANNELS: Self = Self::new_with(
+        503,
+        "server busy: too many channels (--max-channels), try again later",
+        "Retry-After: 1\r\n",
+    );
 }
 
 impl Refusal {
     /// Every refusal the server can send, handshake and API alike (for tests that check them
     /// all: distinct reasons, standard status phrases, JSON bodies).
-    pub const ALL: [Refusal; 27] = [
+    pub const ALL: [Refusal; 31] = [
         Refusal::HEAD_TOO_LARGE,
         Refusal::TOO_MANY_HEADERS,
         Refusal::MALFORMED,
         Refusal::METHOD_NOT_ALLOWED,
         Refusal::HTTP_VERSION,
         Refusal::MISSING_HOST,
+        Refusal::DUPLICATE_HOST,
         Refusal::NOT_FOUND,
         Refusal::UPGRADE_HEADER,
         Refusal::CONNECTION_HEADER,
@@ -122,13 +155,16 @@ impl Refusal {
         Refusal::GET_ONLY,
         Refusal::NO_SUCH_CHANNEL,
         Refusal::INPUT_MEMORY,
+        Refusal::UNEXPECTED_BODY,
+        Refusal::BAD_PAGE,
+        Refusal::TOO_MANY_CHANNELS,
     ];
 }
 
 /// Routes a complete, syntactically valid request that is not a WebSocket upgrade.
 pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<HttpRequest, Refusal> {
     let full = req.path.unwrap_or("");
-    let path = full.split_once('?').map_or(full, |(path, _query)| path);
+    let (path, query) = full.split_once('?').unwrap_or((full, ""));
     let head = req.method == Some("HEAD");
     let get = head || req.method == Some("GET");
     let route = if let Some(channel) = path.strip_prefix(PUBLISH_PREFIX) {
@@ -141,7 +177,7 @@ pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Htt
             "/healthz" => Route::Health,
             "/" => Route::Index,
             "/metrics" => Route::Metrics,
-            "/channels" => Route::Channels,
+            "/channels" => page(query)?,
             _ => match path.strip_prefix(CHANNEL_PREFIX) {
                 Some(name) => Route::Channel(path_channel(name)?),
                 None => return Err(Refusal::NOT_FOUND),
@@ -172,8 +208,7 @@ fn publish(
             Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"Bearer ") => token,
             _ => return Err(Refusal::UNAUTHORIZED),
         };
-        // Constant time, so the token cannot be guessed byte by byte from response timing.
-        if !bool::from(trim(bearer).ct_eq(token.as_bytes())) {
+        if !token_matches(trim(bearer), token.as_bytes()) {
             return Err(Refusal::FORBIDDEN_TOKEN);
         }
     }
@@ -195,6 +230,56 @@ fn publish(
         text,
         body_len,
     })
+}
+
+/// Checks that a `GET` or `HEAD` request carries no body.
+///
+/// RFC 9112 §6.3 frames a body on any request by its length headers, and it belongs to that
+/// request; a server that ignored them would answer the body as a second request, which is
+/// how a request hidden in a `GET`'s body gets past a proxy ("smuggling"). No endpoint here
+/// reads a `GET` body, so one is refused (400, and the connection closes) rather than read
+/// and thrown away: it is a broken client or an attack, and refusing ends any doubt about
+/// where the next request starts at no cost. `Content-Length: 0` frames no body and passes.
+pub fn no_body(headers: &[httparse::Header<'_>]) -> Result<(), Refusal> {
+    if header(headers, "Transfer-Encoding").is_some() {
+        return Err(Refusal::UNEXPECTED_BODY);
+    }
+    match content_length(headers) {
+        Ok(0) | Err(Refusal::LENGTH_REQUIRED) => Ok(()),
+        Err(Refusal::BAD_LENGTH) => Err(Refusal::BAD_LENGTH),
+        _ => Err(Refusal::UNEXPECTED_BODY),
+    }
+}
+
+/// `GET /channels`' query: `limit` (1 to [`MAX_PAGE`], default [`DEFAULT_PAGE`]) and `after`
+/// (a channel name, percent-decoded); other parameters are ignored.
+fn page(query: &str) -> Result<Route, Refusal> {
+    let mut after = None;
+    let mut limit = DEFAULT_PAGE;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or(Refusal::BAD_PAGE)?;
+            }
+            "after" => after = Some(path_channel(value).map_err(|_| Refusal::BAD_PAGE)?),
+            _ => {}
+        }
+    }
+    Ok(Route::Channels { after, limit })
+}
+
+/// Whether `given` is `expected`, in time that depends on neither: their SHA-256 digests are
+/// compared in constant time, so response timing reveals neither the bytes of the token (a
+/// byte-by-byte comparison stops at the first difference) nor its length (a constant-time
+/// comparison of unequal lengths returns at once).
+pub fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    bool::from(Sha256::digest(given).ct_eq(&Sha256::digest(expected)))
 }
 
 /// The body length from `Content-Length`: decimal digits only; repeated lines must agree, since
@@ -236,6 +321,20 @@ fn path_channel(segment: &str) -> Result<String, Refusal> {
     String::from_utf8(name).map_err(|_| Refusal::INVALID_CHANNEL)
 }
 
+/// `name` percent-encoded for a URL query: every byte but RFC 3986's unreserved ones (letters,
+/// digits, `-._~`) as `%XX`, so a channel name such as `a#b&c` survives the round trip.
+pub fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The first value of header `name`.
 fn header<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> Option<&'h [u8]> {
     values(headers, name).next()
@@ -243,17 +342,24 @@ fn header<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> Option<&'h 
 
 /// A complete `200 OK` response with `body` of `content_type`.
 pub fn ok(content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
-    let mut out = format!(
+    ok_with(content_type, "", body, keep_alive)
+}
+
+/// A complete `200 OK` response with `body` of `content_type` and `extra` header lines (each
+/// ending in `\r\n`). Sized exactly, so what a queued response holds is what it sends.
+pub fn ok_with(content_type: &str, extra: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
+    let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{}\r\n",
+         Cache-Control: no-store\r\n{extra}{}\r\n",
         body.len(),
         if keep_alive {
             ""
         } else {
             "Connection: close\r\n"
         },
-    )
-    .into_bytes();
+    );
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(body);
     out
 }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use tracing::{debug, info};
 
-use super::{INBOX_BATCH, Server};
-use crate::broadcast::{self, SharedFrame};
+use super::{INBOX_BATCH, Server, WORK_PER_TURN};
+use crate::broadcast::{self, OutQueue, SharedFrame};
 use crate::config::SlowConsumer;
 use crate::connection::{Connection, Phase};
 use crate::inbox::Command;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
 use crate::proto::{close, http};
+use crate::registry::TooManyChannels;
 
 impl Server {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
@@ -31,8 +32,13 @@ impl Server {
         }
     }
 
-    pub(super) fn upgrade(&mut self, key: usize, up: &handshake::Upgrade) {
-        let sub = self.registry.subscribe(&up.channel, key);
+    /// Completes an upgrade; returns false (after refusing it) if its channel would have to
+    /// be created and `--max-channels` exist.
+    pub(super) fn upgrade(&mut self, key: usize, up: &handshake::Upgrade) -> bool {
+        let Ok(sub) = self.registry.subscribe(&up.channel, key) else {
+            self.refuse(key, Refusal::TOO_MANY_CHANNELS);
+            return false;
+        };
         let conn = &mut self.conns[key];
         conn.phase = Phase::Open {
             session: Session::new(self.limits, self.now),
@@ -55,8 +61,11 @@ impl Server {
         }
         self.stats.history_skipped += skipped as u64;
         self.schedule(key);
+        true
     }
 
+    /// Handles WebSocket bytes from `key`. When the deliveries they caused this turn reach
+    /// [`WORK_PER_TURN`], the rest is stashed for the next turn (see `Connection::backlog`).
     pub(super) fn on_frames(&mut self, key: usize, data: &mut [u8]) {
         let mut pos = 0;
         while pos < data.len() {
@@ -66,6 +75,13 @@ impl Server {
             let Phase::Open { session, sub } = &mut conn.phase else {
                 return;
             };
+            if self.turn_work >= WORK_PER_TURN {
+                conn.stash = data[pos..].to_vec();
+                conn.backlog = true;
+                self.stats.read_yields += 1;
+                self.reread.push(key);
+                return;
+            }
             let channel = sub.channel;
             let (used, event) = session.handle_bytes(&mut data[pos..], self.now);
             pos += used;
@@ -77,7 +93,7 @@ impl Server {
                     let except = (!self.config.echo).then_some(key);
                     self.fan_out(channel, &frame, except);
                 }
-                Some(Event::Send(pong)) => self.enqueue_urgent(key, pong),
+                Some(Event::Send(pong)) => self.enqueue_pong(key, pong),
                 Some(Event::Close(frame)) => {
                     if let Some(f) = &frame {
                         self.stats.close_sent(f);
@@ -99,6 +115,7 @@ impl Server {
         self.stats.history_evicted += self.registry.record(channel, frame) as u64;
         let cap = self.config.max_backpressure;
         let mut queued = 0;
+        self.turn_work += self.registry.subscribers(channel).len();
         for &k in self.registry.subscribers(channel) {
             if Some(k) == except {
                 continue;
@@ -110,7 +127,7 @@ impl Server {
             if over_cap(conn, frame, cap) {
                 // Only bytes the kernel would not take count against the cap: a reader that
                 // keeps up must not be judged by a burst queued within one turn.
-                if let Err(e) = conn.flush(&mut self.stats.bytes_out) {
+                if let Err(e) = conn.flush(&mut self.stats, &mut self.scratch) {
                     debug!(key = k, error = %e, "write failed"); // Removed at the turn's flush.
                 }
             }
@@ -124,7 +141,7 @@ impl Server {
                         conn.recount_input(&mut self.input_memory); // Closing drops its input.
                         if let Some(f) = close {
                             self.stats.close_sent(&f);
-                            if conn.enqueue(Arc::new(f)) {
+                            if conn.enqueue_pinned(Arc::new(f)) {
                                 self.dirty.push(k);
                             }
                         }
@@ -142,20 +159,29 @@ impl Server {
         queued
     }
 
-    /// Publishes an already encoded frame to a channel (the inbox path).
-    /// Returns how many subscribers it was queued for.
-    pub(super) fn publish(&mut self, channel: &str, frame: &SharedFrame) -> usize {
-        match self.registry.channel_for_publish(channel, self.now) {
-            Some(id) => self.fan_out(id, frame, None),
-            None => 0,
-        }
+    /// Publishes an already encoded frame to a channel (the inbox and HTTP paths). Returns how
+    /// many subscribers it was queued for, or an error when it would have had to create the
+    /// channel (for its history) and `--max-channels` exist.
+    pub(super) fn publish(
+        &mut self,
+        channel: &str,
+        frame: &SharedFrame,
+    ) -> Result<usize, TooManyChannels> {
+        Ok(
+            match self.registry.channel_for_publish(channel, self.now)? {
+                Some(id) => self.fan_out(id, frame, None),
+                None => 0,
+            },
+        )
     }
 
     pub(super) fn drain_inbox(&mut self) {
         for _ in 0..INBOX_BATCH {
             match self.inbox.try_next() {
                 Some(Command::Publish { channel, message }) => {
-                    self.publish(&channel, &message.encode());
+                    if self.publish(&channel, &message.encode()).is_err() {
+                        self.stats.channel_refusals += 1;
+                    }
                 }
                 Some(Command::Shutdown) => self.begin_shutdown(),
                 None => {
@@ -211,6 +237,8 @@ impl Server {
                 peer_eof: false,
             },
         );
+        conn.stash = Vec::new();
+        conn.backlog = false;
         if let Phase::Open { sub, .. } = old {
             self.leave(sub);
         }
@@ -275,7 +303,11 @@ impl Server {
         }
         match &mut conn.phase {
             Phase::Http { .. } => self.refuse(key, Refusal::timeout()),
-            Phase::Closing { .. } => self.remove(key),
+            Phase::Closing { .. } => {
+                let unsent = conn.out.queued_bytes();
+                debug!(key, unsent, "close timed out");
+                self.remove(key)
+            }
             Phase::Open { session, .. } => match session.handle_timeout(now) {
                 Some(Timeout::Ping(f)) => self.enqueue_urgent(key, f),
                 Some(Timeout::Idle(f)) => {
@@ -292,6 +324,6 @@ impl Server {
 /// Whether queueing `frame` would take `conn` past the cap. An empty queue always takes one
 /// frame, so a message larger than the cap still reaches a reader that keeps up.
 fn over_cap(conn: &Connection, frame: &SharedFrame, cap: usize) -> bool {
-    let queued = conn.out.queued_bytes();
-    queued > 0 && queued + frame.len() > cap
+    let held = conn.out.held_bytes();
+    held > 0 && held + OutQueue::shared_cost(frame) > cap
 }

@@ -4,7 +4,7 @@
 
 use tracing::debug;
 
-use super::Server;
+use super::{Server, WORK_PER_TURN};
 use crate::broadcast;
 use crate::config;
 use crate::connection::Phase;
@@ -19,9 +19,29 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 
 impl Server {
     /// Answers every complete request in `buf` (the connection's unanswered bytes), in order.
+    /// It stops early, keeping the rest in the buffer, when the answers waiting for this peer
+    /// pass `--max-backpressure` (reading pauses until they drain) or when the deliveries its
+    /// publishes caused this turn reach [`WORK_PER_TURN`] (it goes on next turn): checked per
+    /// request, so one read of pipelined requests cannot queue more than the cap.
     pub(super) fn serve_http(&mut self, key: usize, mut buf: Vec<u8>) {
         let mut pos = 0;
-        loop {
+        let reserve = matches!(
+            self.conns.get(key).map(|c| &c.phase),
+            Some(Phase::Http { reserve: true, .. })
+        );
+        while pos < buf.len() {
+            let conn = &mut self.conns[key];
+            if conn.out.held_bytes() > self.config.max_backpressure {
+                conn.read_paused = true;
+                conn.backlog = true;
+                break;
+            }
+            if self.turn_work >= WORK_PER_TURN {
+                conn.backlog = true;
+                self.stats.read_yields += 1;
+                self.reread.push(key);
+                break;
+            }
             let policy = handshake::Policy {
                 default_channel: self.config.default_channel.as_deref(),
                 allowed_origins: &self.config.allowed_origins,
@@ -37,15 +57,17 @@ impl Server {
                     }
                     return self.refuse_to(key, refusal, http::is_head(&buf[pos..]));
                 }
+                Ok(Decoded::Complete((Request::Upgrade(_), _))) if reserve => {
+                    return self.refuse(key, Refusal::SERVICE_UNAVAILABLE);
+                }
                 Ok(Decoded::Complete((Request::Upgrade(up), used))) => {
                     let mut rest = buf.split_off(pos + used);
-                    self.upgrade(key, &up);
-                    if !rest.is_empty() {
+                    if self.upgrade(key, &up) && !rest.is_empty() {
                         self.on_frames(key, &mut rest);
                     }
                     return;
                 }
-                Ok(Decoded::Complete((Request::Http(req), used))) => {
+                Ok(Decoded::Complete((Request::Http(mut req), used))) => {
                     let body_start = pos + used;
                     let body_len = match &req.route {
                         Route::Publish { body_len, .. } => *body_len,
@@ -55,6 +77,16 @@ impl Server {
                         break; // The body is still arriving (bounded by --max-message).
                     }
                     pos = body_start + body_len;
+                    if reserve {
+                        // Past --max-connections: monitoring is still answered, then closed.
+                        if !matches!(req.route, Route::Health | Route::Metrics) {
+                            if http::is_publish(&buf[body_start - used..]) {
+                                *self.stats.publishes.entry(503).or_default() += 1;
+                            }
+                            return self.refuse_to(key, Refusal::SERVICE_UNAVAILABLE, req.head);
+                        }
+                        req.keep_alive = false;
+                    }
                     if !self.answer(key, req, &buf[body_start..pos]) {
                         return;
                     }
@@ -68,8 +100,9 @@ impl Server {
             buf.shrink_to_fit(); // Nor does the start of a next request keep a big one alive.
         }
         let idle_deadline = self.now + self.config.handshake_timeout;
-        if let Some(Phase::Http { buf: b, deadline }) =
-            self.conns.get_mut(key).map(|c| &mut c.phase)
+        if let Some(Phase::Http {
+            buf: b, deadline, ..
+        }) = self.conns.get_mut(key).map(|c| &mut c.phase)
         {
             *b = buf;
             if pos > 0 {
@@ -96,9 +129,27 @@ impl Server {
                     keep_alive,
                 )
             }
-            Route::Channels => {
-                let list: Vec<String> = self.registry.iter().map(channel_json).collect();
-                http::json(&format!("[{}]", list.join(",")), keep_alive)
+            Route::Channels { after, limit } => {
+                let mut page = self.registry.page(after.as_deref());
+                let mut body = String::from("[");
+                let mut last = None;
+                for info in page.by_ref().take(limit) {
+                    if last.is_some() {
+                        body.push(',');
+                    }
+                    body.push_str(&channel_json(info));
+                    last = Some(info.name);
+                }
+                body.push(']');
+                // More after this page: say where the next one starts (RFC 8288 `Link`).
+                let next = match (last, page.next()) {
+                    (Some(last), Some(_)) => format!(
+                        "Link: </channels?after={}&limit={limit}>; rel=\"next\"\r\n",
+                        http::percent_encode(last)
+                    ),
+                    _ => String::new(),
+                };
+                http::ok_with("application/json", &next, body.as_bytes(), keep_alive)
             }
             Route::Channel(name) => match self
                 .registry
@@ -118,7 +169,12 @@ impl Server {
                     return false;
                 }
                 let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                let subscribers = self.publish(&channel, &broadcast::encode(opcode, body));
+                let Ok(subscribers) = self.publish(&channel, &broadcast::encode(opcode, body))
+                else {
+                    *self.stats.publishes.entry(503).or_default() += 1;
+                    self.refuse(key, Refusal::TOO_MANY_CHANNELS);
+                    return false;
+                };
                 *self.stats.publishes.entry(200).or_default() += 1;
                 let json = format!("{{\"channel\":\"{channel}\",\"subscribers\":{subscribers}}}");
                 http::json(&json, keep_alive)
@@ -159,7 +215,7 @@ impl Server {
     fn render_metrics(&self) -> String {
         let gauges = Gauges {
             connections: self.conns.len(),
-            queued_bytes: self.conns.iter().map(|(_, c)| c.out.queued_bytes()).sum(),
+            queued_bytes: self.conns.iter().map(|(_, c)| c.out.held_bytes()).sum(),
             channels: self.registry.channel_count(),
             input_memory: self.input_memory,
             history_bytes: self.registry.history_bytes(),

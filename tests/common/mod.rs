@@ -302,7 +302,7 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
 
 /// Scrapes `/metrics` until `name` satisfies `ok` (the server has processed what the test
 /// sent), and returns the value; fails after [`TIMEOUT`].
-pub fn await_metric(addr: SocketAddr, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+pub fn await_metric(addr: SocketAddr, name: &str, mut ok: impl FnMut(u64) -> bool) -> u64 {
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
         let value = metric(addr, name);
@@ -314,5 +314,55 @@ pub fn await_metric(addr: SocketAddr, name: &str, ok: impl Fn(u64) -> bool) -> u
             "{name} stayed at {value}"
         );
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `fanout` binary in a process of its own (for tests that read its memory use).
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ChildServer {
+    /// Starts `fanout --listen 127.0.0.1:0 ARGS…` and waits for it to listen.
+    pub fn start(args: &[&str]) -> ChildServer {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = buffered(child.stderr.take().unwrap());
+        let line = wait_for_line(&mut stderr, "listening");
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("address in the listening line")
+            .parse()
+            .unwrap();
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || io::copy(&mut stderr, &mut io::sink()));
+        ChildServer { addr, child }
+    }
+
+    /// Its resident set size in bytes (`VmRSS`).
+    pub fn rss(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: usize = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

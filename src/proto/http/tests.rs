@@ -63,6 +63,13 @@ fn head(route: Route) -> Result<HttpRequest, Refusal> {
     })
 }
 
+fn page(after: Option<&str>, limit: usize) -> Route {
+    Route::Channels {
+        after: after.map(Into::into),
+        limit,
+    }
+}
+
 fn channel(name: &str) -> Route {
     Route::Channel(name.into())
 }
@@ -103,8 +110,30 @@ requests! {
     index: open, ["GET / HTTP/1.1", HOST] => routed(Route::Index);
     index_query: open, ["GET /?a=b&c HTTP/1.1", HOST] => routed(Route::Index);
     metrics: open, ["GET /metrics HTTP/1.1", HOST] => routed(Route::Metrics);
-    channels: open, ["GET /channels HTTP/1.1", HOST] => routed(Route::Channels);
-    channels_query: open, ["GET /channels?limit=1 HTTP/1.1", HOST] => routed(Route::Channels);
+    channels: open, ["GET /channels HTTP/1.1", HOST] => routed(page(None, DEFAULT_PAGE));
+    channels_limit: open, ["GET /channels?limit=1 HTTP/1.1", HOST] => routed(page(None, 1));
+    channels_page: open, ["GET /channels?x=1&after=r%23m&limit=10000 HTTP/1.1", HOST] =>
+        routed(page(Some("r#m"), 10000));
+    channels_limit_0: open, ["GET /channels?limit=0 HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
+    channels_limit_big: open, ["GET /channels?limit=10001 HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
+    channels_limit_nan: open, ["GET /channels?limit=ten HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
+    channels_after_bad: open, ["GET /channels?after=a%20b HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
+    // A body on GET or HEAD is refused (no smuggled second request); Content-Length: 0 is none.
+    get_length_zero: open, ["GET /healthz HTTP/1.1", HOST, "Content-Length: 0"] =>
+        routed(Route::Health);
+    get_with_body: open, ["GET /healthz HTTP/1.1", HOST, "Content-Length: 5"] =>
+        Err(Refusal::UNEXPECTED_BODY);
+    head_with_body: open, ["HEAD /healthz HTTP/1.1", HOST, "Content-Length: 5"] =>
+        Err(Refusal::UNEXPECTED_BODY);
+    get_chunked: open, ["GET /healthz HTTP/1.1", HOST, "Transfer-Encoding: chunked"] =>
+        Err(Refusal::UNEXPECTED_BODY);
+    get_bad_length: open, ["GET /healthz HTTP/1.1", HOST, "Content-Length: x"] =>
+        Err(Refusal::BAD_LENGTH);
+    get_huge_length: open, ["GET /healthz HTTP/1.1", HOST, "Content-Length: 99999999999999999999999"] =>
+        Err(Refusal::UNEXPECTED_BODY);
+    get_lengths_disagree: open, ["GET /healthz HTTP/1.1", HOST, "Content-Length: 0", "Content-Length: 1"] =>
+        Err(Refusal::BAD_LENGTH);
+    two_hosts: open, ["GET /healthz HTTP/1.1", HOST, "Host: other"] => Err(Refusal::DUPLICATE_HOST);
     one_channel: open, ["GET /channels/room HTTP/1.1", HOST] => routed(channel("room"));
     one_channel_query: open, ["GET /channels/room?v=1 HTTP/1.1", HOST] => routed(channel("room"));
     channel_tchars: open, ["GET /channels/a.b-c_d~1!*'|^` HTTP/1.1", HOST] =>
@@ -232,7 +261,8 @@ requests! {
         Err(Refusal::UNAUTHORIZED);
     token_checked_before_length: guarded, ["POST /publish/room HTTP/1.1", HOST,
         "Authorization: Bearer wrong"] => Err(Refusal::FORBIDDEN_TOKEN);
-    token_not_needed_to_read: guarded, ["GET /channels HTTP/1.1", HOST] => routed(Route::Channels);
+    token_not_needed_to_read: guarded, ["GET /channels HTTP/1.1", HOST] =>
+        routed(page(None, DEFAULT_PAGE));
     token_ignored_when_unset: open, ["POST /publish/room HTTP/1.1", HOST, "Content-Length: 5",
         "Authorization: Bearer anything"] => routed(binary("room", 5));
 
@@ -477,4 +507,13 @@ proptest! {
             Err(_) => {}
         }
     }
+}
+
+#[test]
+fn tokens_match_only_when_equal_whatever_their_lengths() {
+    assert!(token_matches(b"s3cret", b"s3cret"));
+    assert!(!token_matches(b"s3cres", b"s3cret"));
+    assert!(!token_matches(b"s3cre", b"s3cret"), "a prefix");
+    assert!(!token_matches(b"s3crett", b"s3cret"), "longer");
+    assert!(!token_matches(b"", b"s3cret"));
 }
