@@ -42,6 +42,7 @@
 //! - [`inbox`]: publishing from other threads.
 //! - [`timers`]: the deadline queue.
 //! - [`metrics`]: the loop's counters and their Prometheus exposition.
+//! - [`memory`]: giving freed memory back to the operating system after a burst.
 //! - [`server`]: the event loop; [`connection`]: one client's socket and state.
 #![deny(missing_docs)]
 
@@ -49,6 +50,7 @@ pub mod broadcast;
 pub mod config;
 pub mod connection;
 pub mod inbox;
+pub mod memory;
 pub mod metrics;
 pub mod proto;
 pub mod registry;

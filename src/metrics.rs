@@ -51,6 +51,8 @@ pub struct Stats {
     /// Times a connection's input was set aside for the next turn, having used its share of
     /// this one (reads or deliveries caused).
     pub read_yields: u64,
+    /// Times freed memory was given back to the operating system (see [`crate::memory`]).
+    pub memory_trims: u64,
     /// `Handle::publish` messages not delivered because their channel would have had to be
     /// created past `--max-channels` (clients and HTTP publishers get a 503 instead).
     pub channel_refusals: u64,
@@ -225,6 +227,12 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "counter",
         "Handle::publish messages dropped because their channel would pass --max-channels.",
         &one(stats.channel_refusals),
+    );
+    metric(
+        "fanout_memory_trims",
+        "counter",
+        "Times freed heap memory was given back to the operating system after a burst.",
+        &one(stats.memory_trims),
     );
     metric(
         "fanout_queued_bytes",

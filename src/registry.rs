@@ -322,24 +322,26 @@ impl Registry {
     /// Forgets channels whose history outlived its TTL with no subscriber.
     pub fn expire(&mut self, now: Instant) {
         while let Some(&(at, channel, id)) = self.expiries.front() {
-            if at > now {
+            let live = self.is_live_expiry(at, channel, id);
+            if live && at > now {
                 break;
             }
+            // Due, or stale: the channel went another way (evicted by the history budget, or
+            // joined again). A flood of channel names evicts them oldest first, so their
+            // entries reach the front in order and go here, not a TTL later.
             self.expiries.pop_front();
-            if self.is_live_expiry(at, channel, id) {
+            if live {
                 self.remove(channel);
             }
         }
-        // Entries of channels that went another way (evicted, or joined again) wait here until
-        // their time; when they outnumber the channels, sweep them out so a flood of channel
-        // names that the history budget evicts cannot grow this queue for a whole TTL.
+        // Stale entries behind a live one wait; when they outnumber the channels, sweep them.
         if self.expiries.len() > 2 * self.channels.len() + 1024 {
             let live: VecDeque<_> = (self.expiries.iter().copied())
                 .filter(|&(at, channel, id)| self.is_live_expiry(at, channel, id))
                 .collect();
             self.expiries = live;
-            shrink(&mut self.expiries);
         }
+        shrink(&mut self.expiries);
     }
 
     fn is_live_expiry(&self, at: Instant, channel: usize, id: u64) -> bool {

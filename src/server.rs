@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config};
 use crate::connection::{Connection, Phase};
 use crate::inbox::{Handle, Inbox};
+use crate::memory;
 use crate::metrics::Stats;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::Limits;
@@ -44,6 +45,9 @@ pub const WORK_PER_TURN: usize = 256 * 1024;
 
 /// Inbox commands handled per turn before sockets get a go.
 const INBOX_BATCH: usize = 4096;
+
+/// How often the loop looks for freed memory to give back (see [`crate::memory`]).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -78,6 +82,9 @@ pub struct Server {
     next_id: u64,
     now: Instant,
     accept_paused_until: Option<Instant>,
+    /// When to next see whether freed memory should go back to the system (see
+    /// [`crate::memory`]).
+    next_trim: Instant,
     shutdown_deadline: Option<Instant>,
     stats: Stats,
 }
@@ -138,6 +145,7 @@ impl Server {
             next_id: 0,
             now: Instant::now(),
             accept_paused_until: None,
+            next_trim: Instant::now() + TRIM_INTERVAL,
             shutdown_deadline: None,
             stats: Stats::default(),
         })
@@ -204,6 +212,12 @@ impl Server {
             }
             self.run_timers();
             self.registry.expire(self.now);
+            if self.now >= self.next_trim {
+                self.next_trim = self.now + TRIM_INTERVAL;
+                if memory::free_heap_bytes() > memory::TRIM_THRESHOLD && memory::give_back() {
+                    self.stats.memory_trims += 1;
+                }
+            }
             self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || self.now >= deadline {
@@ -220,6 +234,7 @@ impl Server {
         }
         let next = [
             self.timers.next(),
+            Some(self.next_trim),
             self.accept_paused_until,
             self.shutdown_deadline,
             self.registry.next_expiry(),

@@ -112,10 +112,10 @@ requests! {
     metrics: open, ["GET /metrics HTTP/1.1", HOST] => routed(Route::Metrics);
     channels: open, ["GET /channels HTTP/1.1", HOST] => routed(page(None, DEFAULT_PAGE));
     channels_limit: open, ["GET /channels?limit=1 HTTP/1.1", HOST] => routed(page(None, 1));
-    channels_page: open, ["GET /channels?x=1&after=r%23m&limit=10000 HTTP/1.1", HOST] =>
-        routed(page(Some("r#m"), 10000));
+    channels_page: open, ["GET /channels?x=1&after=r%23m&limit=1000 HTTP/1.1", HOST] =>
+        routed(page(Some("r#m"), 1000));
     channels_limit_0: open, ["GET /channels?limit=0 HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
-    channels_limit_big: open, ["GET /channels?limit=10001 HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
+    channels_limit_big: open, ["GET /channels?limit=1001 HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
     channels_limit_nan: open, ["GET /channels?limit=ten HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
     channels_after_bad: open, ["GET /channels?after=a%20b HTTP/1.1", HOST] => Err(Refusal::BAD_PAGE);
     // A body on GET or HEAD is refused (no smuggled second request); Content-Length: 0 is none.
