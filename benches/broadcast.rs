@@ -1,4 +1,5 @@
-//! Broadcast cost: encode a frame once, then queue it for 10 000 subscribers.
+//! Broadcast cost: encode a frame once, then queue it for 10 000 subscribers; and a turn's
+//! batch built once and queued to 10 000 subscribers.
 //!
 //! The per-subscriber step is a reference-count increment and a queue push, so its cost must
 //! not grow with the payload size: compare the `fan_out_10k` figures across sizes.
@@ -7,7 +8,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::broadcast::{self, OutQueue};
+use fanout::config::SlowConsumer;
+use fanout::hub::{Hub, Outboxes};
 use fanout::proto::frame::OpCode;
+use fanout::registry::Registry;
 
 const SUBSCRIBERS: usize = 10_000;
 const SIZES: [usize; 4] = [16, 1024, 16 * 1024, 64 * 1024];
@@ -46,5 +50,54 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fan_out, encode);
+/// The loop's connection table reduced to queues, written out at once.
+struct Queues(Vec<OutQueue>);
+
+impl Outboxes for Queues {
+    fn open(&mut self, key: usize) -> Option<&mut OutQueue> {
+        self.0.get_mut(key)
+    }
+    fn queued(&mut self, _: usize) {}
+    fn flush(&mut self, _: usize) {}
+    fn close_slow(&mut self, _: usize) {}
+}
+
+/// One turn of 16 messages of 64 bytes to 10 000 subscribers: built into one batch and queued
+/// as one entry each (`batched`), against queuing the 16 frames to each (`one_by_one`, what
+/// the hub does when each message has a turn of its own). Per element: one subscriber.
+fn batch(c: &mut Criterion) {
+    const MESSAGES: usize = 16;
+    let mut group = c.benchmark_group("turn_16x64B_to_10k");
+    group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+    let frames: Vec<_> = (0..MESSAGES)
+        .map(|i| broadcast::encode(OpCode::Binary, &[i as u8; 64]))
+        .collect();
+    for batched in [true, false] {
+        let mut hub = Hub::new(Registry::default(), false, usize::MAX, SlowConsumer::Drop);
+        let mut table = Queues((0..SUBSCRIBERS).map(|_| OutQueue::default()).collect());
+        let mut channel = 0;
+        for key in 0..SUBSCRIBERS {
+            channel = hub.subscribe("room", key, &mut table).unwrap().channel;
+        }
+        let name = if batched { "batched" } else { "one_by_one" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for f in &frames {
+                    hub.publish(channel, f.clone(), None);
+                    if !batched {
+                        hub.settle_all(&mut table);
+                    }
+                }
+                hub.settle_all(&mut table);
+                for q in &mut table.0 {
+                    q.advance(q.queued_bytes());
+                }
+                black_box(&table.0);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, encode, batch);
 criterion_main!(benches);

@@ -199,10 +199,12 @@ impl Connection {
         !std::mem::replace(&mut self.dirty, true)
     }
 
-    /// Queues a pong, replacing one not yet started (see [`OutQueue::push_pong`]); reports
-    /// whether the connection just became dirty.
-    pub fn enqueue_pong(&mut self, frame: SharedFrame, stats: &mut Stats) -> bool {
-        if self.out.push_pong(frame) {
+    /// Queues a pong; when the peer is not reading (its socket is full, or its queue is past
+    /// `cap`), it replaces a pong not yet started instead (see [`OutQueue::push_pong`]), so
+    /// a ping flood cannot grow the queue. Reports whether the connection just became dirty.
+    pub fn enqueue_pong(&mut self, frame: SharedFrame, cap: usize, stats: &mut Stats) -> bool {
+        let coalesce = self.write_blocked || self.out.held_bytes() >= cap;
+        if self.out.push_pong(frame, coalesce) {
             stats.pongs_coalesced += 1;
         }
         !std::mem::replace(&mut self.dirty, true)

@@ -37,7 +37,9 @@
 //! - [`config`]: every limit and default, with the reason for it; also the CLI.
 //! - [`proto`]: the RFC 6455 core: [`proto::handshake`], [`proto::frame`], [`proto::mask`],
 //!   [`proto::utf8`], [`proto::close`], [`proto::session`].
-//! - [`registry`]: channel → subscribers, O(1) join and leave.
+//! - [`registry`]: channel → subscribers, O(1) join and leave, and history.
+//! - [`hub`]: who gets what: the fan-out, one contiguous batch per channel per turn, and the
+//!   slow-consumer policy, with no socket in sight.
 //! - [`broadcast`]: the shared encoded frame and each connection's outbound queue.
 //! - [`inbox`]: publishing from other threads.
 //! - [`timers`]: the deadline queue.
@@ -49,6 +51,7 @@
 pub mod broadcast;
 pub mod config;
 pub mod connection;
+pub mod hub;
 pub mod inbox;
 pub mod memory;
 pub mod metrics;

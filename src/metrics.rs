@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::hub::HubStats;
+
 /// Counters kept by the loop.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -18,10 +20,6 @@ pub struct Stats {
     pub refusals: BTreeMap<u16, u64>,
     /// Data messages received from WebSocket clients.
     pub messages_in: u64,
-    /// Frames queued to subscribers.
-    pub deliveries: u64,
-    /// Frames skipped for subscribers over `--max-backpressure` (`--slow-consumer drop`).
-    pub dropped: u64,
     /// Subscribers closed with 1008 for being over `--max-backpressure`.
     pub slow_closes: u64,
     /// History frames queued to new subscribers.
@@ -29,8 +27,6 @@ pub struct Stats {
     /// History frames not sent to a new subscriber because they did not fit in half of
     /// `--max-backpressure` (the oldest ones go first).
     pub history_skipped: u64,
-    /// History frames dropped, oldest first, to stay under `--max-history-memory`.
-    pub history_evicted: u64,
     /// Connections turned away (503 or 1013) for taking `--max-input-memory` over.
     pub input_memory_refusals: u64,
     /// Bytes read from sockets.
@@ -85,8 +81,9 @@ pub struct Gauges {
     pub history_bytes: usize,
 }
 
-/// Renders every metric in the Prometheus text format.
-pub fn render(stats: &Stats, gauges: &Gauges) -> String {
+/// Renders every metric in the Prometheus text format: the loop's counters, the hub's (what
+/// it delivered, dropped and evicted) and the gauges.
+pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges) -> String {
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -136,13 +133,19 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "fanout_deliveries",
         "counter",
         "Frames queued to subscribers.",
-        &one(stats.deliveries),
+        &one(hub.deliveries),
     );
     metric(
         "fanout_dropped",
         "counter",
         "Frames skipped for slow consumers (--slow-consumer drop).",
-        &one(stats.dropped),
+        &one(hub.dropped),
+    );
+    metric(
+        "fanout_batches",
+        "counter",
+        "Batches built: a channel's frames of one turn copied into one buffer shared by its subscribers.",
+        &one(hub.batches),
     );
     metric(
         "fanout_slow_consumer_closes",
@@ -172,7 +175,7 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
         "fanout_history_evicted",
         "counter",
         "History frames dropped, oldest first, to stay under --max-history-memory.",
-        &one(stats.history_evicted),
+        &one(hub.history_evicted),
     );
     metric(
         "fanout_received_bytes",
@@ -269,14 +272,18 @@ mod tests {
     fn renders_counters_with_total_suffix_and_labels() {
         let mut stats = Stats {
             accepted: 3,
-            history_evicted: 2,
             ..Stats::default()
+        };
+        let hub = HubStats {
+            history_evicted: 2,
+            ..HubStats::default()
         };
         stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
         stats.close_sent(&[0x88, 2, 0x03, 0xe9]);
         stats.refusals.insert(400, 1);
         let text = render(
             &stats,
+            &hub,
             &Gauges {
                 connections: 2,
                 queued_bytes: 10,

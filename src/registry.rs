@@ -67,6 +67,18 @@ struct Channel {
     /// When a channel left with history and no subscriber is forgotten; `None` while it has
     /// subscribers. Older entries for it in the expiry queue are ignored.
     expires_at: Option<Instant>,
+    /// Frames published this turn, not yet queued to the subscribers (see [`crate::hub`]).
+    /// Kept here so they go with the channel if it goes.
+    pending: Vec<Pending>,
+}
+
+/// A frame published to a channel this turn, waiting for the end of the turn.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The encoded frame.
+    pub frame: SharedFrame,
+    /// The connection that sent it, which does not get it back (unless `--echo`).
+    pub from: Option<usize>,
 }
 
 /// One channel as reported by the API.
@@ -148,6 +160,7 @@ impl Registry {
             history: VecDeque::new(),
             id: self.next_id,
             expires_at: None,
+            pending: Vec::new(),
         }));
         self.by_name.insert(name.into(), id);
         Ok(id)
@@ -363,6 +376,24 @@ impl Registry {
     /// The subscribers of channel `id`.
     pub fn subscribers(&self, id: usize) -> &[usize] {
         self.channels.get(id).map_or(&[], |c| &c.subscribers)
+    }
+
+    /// Adds a frame to `channel`'s pending ones; returns whether it is the first this turn
+    /// (false, and nothing added, if the channel is gone).
+    pub fn add_pending(&mut self, channel: usize, pending: Pending) -> bool {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        ch.pending.push(pending);
+        ch.pending.len() == 1
+    }
+
+    /// Moves `channel`'s pending frames into `into` (empty), leaving it an empty list with
+    /// `into`'s old capacity, so neither side allocates turn after turn.
+    pub fn take_pending(&mut self, channel: usize, into: &mut Vec<Pending>) {
+        if let Some(ch) = self.channels.get_mut(channel) {
+            std::mem::swap(&mut ch.pending, into);
+        }
     }
 
     /// How many channels exist (with subscribers or with kept history).

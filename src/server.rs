@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, Config};
 use crate::connection::{Connection, Phase};
+use crate::hub::Hub;
 use crate::inbox::{Handle, Inbox};
 use crate::memory;
 use crate::metrics::Stats;
@@ -30,6 +31,9 @@ use crate::timers::Timers;
 
 mod dispatch;
 mod http;
+mod table;
+
+use table::Table;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -63,7 +67,8 @@ pub struct Server {
     inbox: Inbox,
     inbox_backlog: bool,
     conns: Slab<Connection>,
-    registry: Registry,
+    /// Channels, subscribers, history and the fan-out.
+    hub: Hub,
     timers: Timers,
     /// Connections with output queued this turn: each is flushed once at the end of the turn.
     dirty: Vec<usize>,
@@ -76,6 +81,10 @@ pub struct Server {
     /// Deliveries caused by the connection being handled now, this turn (see
     /// [`WORK_PER_TURN`]).
     turn_work: usize,
+    /// Bytes of the messages it published this turn: at half of `--max-backpressure` it
+    /// waits for the next turn, so one turn never queues a subscriber more than its socket
+    /// and its cap can take, and a reader that keeps up is never judged slow by a burst.
+    turn_bytes: usize,
     /// Heap bytes of partly received input, all connections together (the sum of their
     /// `input_counted`), held under `--max-input-memory`.
     input_memory: usize,
@@ -124,6 +133,12 @@ impl Server {
             config.max_history_memory,
         )
         .with_max_channels(config.max_channels);
+        let hub = Hub::new(
+            registry,
+            config.echo,
+            config.max_backpressure,
+            config.slow_consumer,
+        );
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -134,13 +149,14 @@ impl Server {
             inbox,
             inbox_backlog: false,
             conns: Slab::new(),
-            registry,
+            hub,
             timers: Timers::default(),
             dirty: Vec::new(),
             reread: Vec::new(),
             read_buf: vec![0; config::READ_BUFFER_BYTES],
             scratch: Vec::new(),
             turn_work: 0,
+            turn_bytes: 0,
             input_memory: 0,
             next_id: 0,
             now: Instant::now(),
@@ -211,7 +227,9 @@ impl Server {
                 self.accept();
             }
             self.run_timers();
-            self.registry.expire(self.now);
+            self.hub.registry.expire(self.now);
+            let (hub, mut table) = self.hub_and_table();
+            hub.settle_all(&mut table);
             if self.now >= self.next_trim {
                 self.next_trim = self.now + TRIM_INTERVAL;
                 if memory::free_heap_bytes() > memory::TRIM_THRESHOLD && memory::give_back() {
@@ -228,6 +246,12 @@ impl Server {
         }
     }
 
+    /// Whether the connection being handled has had its share of this turn: the deliveries
+    /// its input caused, or the bytes it published (see [`WORK_PER_TURN`] and `turn_bytes`).
+    fn turn_used(&self) -> bool {
+        self.turn_work >= WORK_PER_TURN || self.turn_bytes >= self.config.max_backpressure / 2
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if self.inbox_backlog || !self.reread.is_empty() {
             return Some(Duration::ZERO);
@@ -237,7 +261,7 @@ impl Server {
             Some(self.next_trim),
             self.accept_paused_until,
             self.shutdown_deadline,
-            self.registry.next_expiry(),
+            self.hub.registry.next_expiry(),
         ]
         .into_iter()
         .flatten()
@@ -321,6 +345,7 @@ impl Server {
     /// reads and [`WORK_PER_TURN`] deliveries.
     fn on_readable(&mut self, key: usize, closed: bool) {
         self.turn_work = 0;
+        self.turn_bytes = 0;
         if !self.resume(key) {
             return;
         }
@@ -424,7 +449,8 @@ impl Server {
     }
 
     fn enqueue_pong(&mut self, key: usize, bytes: Vec<u8>) {
-        if self.conns[key].enqueue_pong(Arc::new(bytes), &mut self.stats) {
+        let cap = self.config.max_backpressure;
+        if self.conns[key].enqueue_pong(Arc::new(bytes), cap, &mut self.stats) {
             self.dirty.push(key);
         }
     }
@@ -437,8 +463,34 @@ impl Server {
         }
     }
 
+    /// The hub and the connection table it delivers through, borrowed together.
+    fn hub_and_table(&mut self) -> (&mut Hub, Table<'_>) {
+        let table = Table {
+            conns: &mut self.conns,
+            dirty: &mut self.dirty,
+            timers: &mut self.timers,
+            stats: &mut self.stats,
+            input_memory: &mut self.input_memory,
+            scratch: &mut self.scratch,
+            now: self.now,
+        };
+        (&mut self.hub, table)
+    }
+
+    /// Queues what `key`'s channel got this turn, before the server closes it: a subscriber
+    /// gets every message published before its close.
+    fn settle_channel_of(&mut self, key: usize) {
+        if let Some(Phase::Open { sub, .. }) = self.conns.get(key).map(|c| &c.phase) {
+            let channel = sub.channel;
+            let (hub, mut table) = self.hub_and_table();
+            hub.settle(channel, &mut table);
+        }
+    }
+
     fn leave(&mut self, sub: Subscription) {
-        if let Some(moved) = self.registry.unsubscribe(sub, self.now) {
+        let now = self.now;
+        let (hub, mut table) = self.hub_and_table();
+        if let Some(moved) = hub.unsubscribe(sub, now, &mut table) {
             if let Some(Phase::Open { sub: s, .. }) =
                 self.conns.get_mut(moved).map(|c| &mut c.phase)
             {

@@ -37,6 +37,9 @@ fn stalled_reader_is_closed_1008_while_a_fast_reader_gets_everything() {
     let server = TestServer::start(|c| {
         c.max_backpressure = 256 * 1024;
         c.close_timeout = Duration::from_secs(30); // room for the stalled reader to drain later
+        // The publisher writes as fast as it can, faster than this test's reader reads; with
+        // so small a cap the kernel's autotuned buffer is what lets the reader keep up.
+        c.socket_send_buffer = 0;
     });
     let mut publisher = ws(server.addr, "feed");
     let mut stalled = ws(server.addr, "feed");
@@ -83,6 +86,7 @@ fn drop_policy_skips_messages_but_keeps_the_connection() {
     let server = TestServer::start(|c| {
         c.max_backpressure = 256 * 1024;
         c.slow_consumer = SlowConsumer::Drop;
+        c.socket_send_buffer = 0; // as above
     });
     let mut publisher = ws(server.addr, "feed");
     let stalled = ws(server.addr, "feed");

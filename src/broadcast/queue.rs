@@ -6,9 +6,9 @@
 //! ([`SHARED_OVERHEAD`]); a buffer the loop made for this connection alone (an HTTP response,
 //! a pong, a close frame) costs its capacity plus its allocation headers and slot
 //! ([`OWNED_OVERHEAD`]). So a peer that makes the server produce many small answers without
-//! reading them reaches the cap at the memory it really costs. Pongs are coalesced: a pong
-//! not yet started is replaced by a newer one (RFC 6455 §5.5.3 lets an endpoint answer only
-//! the most recent ping), so a ping flood holds at most one or two pongs.
+//! reading them reaches the cap at the memory it really costs. Pongs can be coalesced: a
+//! pong not yet started is replaced by a newer one (RFC 6455 §5.5.3 lets an endpoint answer
+//! only the most recent ping), which the loop asks for when the peer is not reading them.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -121,10 +121,10 @@ impl OutQueue {
         self.pinned = at + 1;
     }
 
-    /// Queues a pong like [`Self::push_urgent`], or, when a pong is waiting that has not been
-    /// started, puts this one in its place. Returns whether it replaced one.
-    pub fn push_pong(&mut self, frame: SharedFrame) -> bool {
-        if let Some(at) = self.pong_at {
+    /// Queues a pong like [`Self::push_urgent`], or, with `coalesce` and a pong waiting that
+    /// has not been started, puts this one in its place. Returns whether it replaced one.
+    pub fn push_pong(&mut self, frame: SharedFrame, coalesce: bool) -> bool {
+        if let Some(at) = self.pong_at.filter(|_| coalesce) {
             let entry = Entry { frame, owned: true };
             let old = std::mem::replace(&mut self.frames[at], entry);
             self.queued = self.queued - old.frame.len() + self.frames[at].frame.len();

@@ -2,14 +2,11 @@
 //! shutdown. All of it works on the connection state and queues output; the socket work stays
 //! in `server.rs` and `connection.rs`.
 
-use std::sync::Arc;
-
 use tracing::{debug, info};
 
-use super::{INBOX_BATCH, Server, WORK_PER_TURN};
-use crate::broadcast::{self, OutQueue, SharedFrame};
-use crate::config::SlowConsumer;
-use crate::connection::{Connection, Phase};
+use super::{INBOX_BATCH, Server};
+use crate::broadcast::{self, SharedFrame};
+use crate::connection::Phase;
 use crate::inbox::Command;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
@@ -35,7 +32,8 @@ impl Server {
     /// Completes an upgrade; returns false (after refusing it) if its channel would have to
     /// be created and `--max-channels` exist.
     pub(super) fn upgrade(&mut self, key: usize, up: &handshake::Upgrade) -> bool {
-        let Ok(sub) = self.registry.subscribe(&up.channel, key) else {
+        let (hub, mut table) = self.hub_and_table();
+        let Ok(sub) = hub.subscribe(&up.channel, key, &mut table) else {
             self.refuse(key, Refusal::TOO_MANY_CHANNELS);
             return false;
         };
@@ -54,7 +52,7 @@ impl Server {
         // are skipped (and counted).
         let conn = &mut self.conns[key];
         let budget = (self.config.max_backpressure / 2).saturating_sub(conn.out.queued_bytes());
-        let (history, skipped) = self.registry.history_within(sub.channel, budget);
+        let (history, skipped) = self.hub.registry.history_within(sub.channel, budget);
         for frame in history {
             conn.out.push(frame.clone());
             self.stats.history_sent += 1;
@@ -64,18 +62,20 @@ impl Server {
         true
     }
 
-    /// Handles WebSocket bytes from `key`. When the deliveries they caused this turn reach
-    /// [`WORK_PER_TURN`], the rest is stashed for the next turn (see `Connection::backlog`).
+    /// Handles WebSocket bytes from `key`. When it has had its share of the turn (the
+    /// deliveries or bytes its messages caused, see `Server::turn_used`), the rest is stashed
+    /// for the next turn (see `Connection::backlog`).
     pub(super) fn on_frames(&mut self, key: usize, data: &mut [u8]) {
         let mut pos = 0;
         while pos < data.len() {
+            let used_up = self.turn_used();
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             let Phase::Open { session, sub } = &mut conn.phase else {
                 return;
             };
-            if self.turn_work >= WORK_PER_TURN {
+            if used_up {
                 conn.stash = data[pos..].to_vec();
                 conn.backlog = true;
                 self.stats.read_yields += 1;
@@ -90,8 +90,8 @@ impl Server {
                 Some(Event::Message { opcode, payload }) => {
                     self.stats.messages_in += 1;
                     let frame = broadcast::encode(opcode, &payload);
-                    let except = (!self.config.echo).then_some(key);
-                    self.fan_out(channel, &frame, except);
+                    self.turn_bytes += frame.len();
+                    self.turn_work += self.hub.publish(channel, frame, Some(key));
                 }
                 Some(Event::Send(pong)) => self.enqueue_pong(key, pong),
                 Some(Event::Close(frame)) => {
@@ -104,82 +104,28 @@ impl Server {
         }
     }
 
-    /// Queues `frame` for every open subscriber of `channel` except `except`, and keeps it in
-    /// the channel's history. Returns how many subscribers it was queued for.
-    pub(super) fn fan_out(
-        &mut self,
-        channel: usize,
-        frame: &SharedFrame,
-        except: Option<usize>,
-    ) -> usize {
-        self.stats.history_evicted += self.registry.record(channel, frame) as u64;
-        let cap = self.config.max_backpressure;
-        let mut queued = 0;
-        self.turn_work += self.registry.subscribers(channel).len();
-        for &k in self.registry.subscribers(channel) {
-            if Some(k) == except {
-                continue;
-            }
-            let conn = &mut self.conns[k];
-            if !conn.is_open() {
-                continue;
-            }
-            if over_cap(conn, frame, cap) {
-                // Only bytes the kernel would not take count against the cap: a reader that
-                // keeps up must not be judged by a burst queued within one turn.
-                if let Err(e) = conn.flush(&mut self.stats, &mut self.scratch) {
-                    debug!(key = k, error = %e, "write failed"); // Removed at the turn's flush.
-                }
-            }
-            if over_cap(conn, frame, cap) {
-                match self.config.slow_consumer {
-                    SlowConsumer::Drop => self.stats.dropped += 1,
-                    SlowConsumer::Close => {
-                        self.stats.slow_closes += 1;
-                        conn.out.discard_unstarted();
-                        let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
-                        conn.recount_input(&mut self.input_memory); // Closing drops its input.
-                        if let Some(f) = close {
-                            self.stats.close_sent(&f);
-                            if conn.enqueue_pinned(Arc::new(f)) {
-                                self.dirty.push(k);
-                            }
-                        }
-                        self.timers.schedule(k, conn);
-                    }
-                }
-                continue;
-            }
-            self.stats.deliveries += 1;
-            queued += 1;
-            if conn.enqueue(frame.clone()) {
-                self.dirty.push(k);
-            }
-        }
-        queued
-    }
-
     /// Publishes an already encoded frame to a channel (the inbox and HTTP paths). Returns how
-    /// many subscribers it was queued for, or an error when it would have had to create the
+    /// many subscribers the channel has, or an error when it would have had to create the
     /// channel (for its history) and `--max-channels` exist.
     pub(super) fn publish(
         &mut self,
         channel: &str,
-        frame: &SharedFrame,
+        frame: SharedFrame,
     ) -> Result<usize, TooManyChannels> {
-        Ok(
-            match self.registry.channel_for_publish(channel, self.now)? {
-                Some(id) => self.fan_out(id, frame, None),
-                None => 0,
-            },
-        )
+        self.turn_bytes += frame.len();
+        let subscribers = match self.hub.registry.channel_for_publish(channel, self.now)? {
+            Some(id) => self.hub.publish(id, frame, None),
+            None => 0,
+        };
+        self.turn_work += subscribers;
+        Ok(subscribers)
     }
 
     pub(super) fn drain_inbox(&mut self) {
         for _ in 0..INBOX_BATCH {
             match self.inbox.try_next() {
                 Some(Command::Publish { channel, message }) => {
-                    if self.publish(&channel, &message.encode()).is_err() {
+                    if self.publish(&channel, message.encode()).is_err() {
                         self.stats.channel_refusals += 1;
                     }
                 }
@@ -198,6 +144,8 @@ impl Server {
             return;
         }
         info!(connections = self.conns.len(), "shutting down");
+        let (hub, mut table) = self.hub_and_table();
+        hub.settle_all(&mut table); // What was published before the shutdown goes out first.
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -278,7 +226,13 @@ impl Server {
                 }
                 self.refuse(key, Refusal::INPUT_MEMORY)
             }
-            Phase::Open { session, .. } => {
+            Phase::Open { .. } => {
+                self.settle_channel_of(key);
+                let Some(Phase::Open { session, .. }) =
+                    self.conns.get_mut(key).map(|c| &mut c.phase)
+                else {
+                    return;
+                };
                 let reason = Refusal::INPUT_MEMORY.reason;
                 let frame = session.close(close::TRY_AGAIN_LATER, reason, self.now);
                 if let Some(f) = &frame {
@@ -297,10 +251,11 @@ impl Server {
 
     pub(super) fn on_timer(&mut self, key: usize) {
         let now = self.now;
-        let conn = &mut self.conns[key];
-        if conn.deadline().is_none_or(|d| d > now) {
+        if self.conns[key].deadline().is_none_or(|d| d > now) {
             return;
         }
+        self.settle_channel_of(key); // An idle close comes after what was published before it.
+        let conn = &mut self.conns[key];
         match &mut conn.phase {
             Phase::Http { .. } => self.refuse(key, Refusal::timeout()),
             Phase::Closing { .. } => {
@@ -319,11 +274,4 @@ impl Server {
             },
         }
     }
-}
-
-/// Whether queueing `frame` would take `conn` past the cap. An empty queue always takes one
-/// frame, so a message larger than the cap still reaches a reader that keeps up.
-fn over_cap(conn: &Connection, frame: &SharedFrame, cap: usize) -> bool {
-    let held = conn.out.held_bytes();
-    held > 0 && held + OutQueue::shared_cost(frame) > cap
 }

@@ -4,7 +4,7 @@
 
 use tracing::debug;
 
-use super::{Server, WORK_PER_TURN};
+use super::Server;
 use crate::broadcast;
 use crate::config;
 use crate::connection::Phase;
@@ -20,9 +20,9 @@ const INDEX_HTML: &str = include_str!("../web/index.html");
 impl Server {
     /// Answers every complete request in `buf` (the connection's unanswered bytes), in order.
     /// It stops early, keeping the rest in the buffer, when the answers waiting for this peer
-    /// pass `--max-backpressure` (reading pauses until they drain) or when the deliveries its
-    /// publishes caused this turn reach [`WORK_PER_TURN`] (it goes on next turn): checked per
-    /// request, so one read of pipelined requests cannot queue more than the cap.
+    /// pass `--max-backpressure` (reading pauses until they drain) or when it has had its
+    /// share of the turn (`Server::turn_used`; it goes on next turn): checked per request, so
+    /// one read of pipelined requests cannot queue more than the cap.
     pub(super) fn serve_http(&mut self, key: usize, mut buf: Vec<u8>) {
         let mut pos = 0;
         let reserve = matches!(
@@ -30,13 +30,14 @@ impl Server {
             Some(Phase::Http { reserve: true, .. })
         );
         while pos < buf.len() {
+            let used_up = self.turn_used();
             let conn = &mut self.conns[key];
             if conn.out.held_bytes() > self.config.max_backpressure {
                 conn.read_paused = true;
                 conn.backlog = true;
                 break;
             }
-            if self.turn_work >= WORK_PER_TURN {
+            if used_up {
                 conn.backlog = true;
                 self.stats.read_yields += 1;
                 self.reread.push(key);
@@ -130,7 +131,7 @@ impl Server {
                 )
             }
             Route::Channels { after, limit } => {
-                let mut page = self.registry.page(after.as_deref());
+                let mut page = self.hub.registry.page(after.as_deref());
                 let mut body = String::with_capacity(limit.min(64) * 64);
                 body.push('[');
                 let mut last = None;
@@ -143,7 +144,7 @@ impl Server {
                 }
                 body.push(']');
                 // Listing costs the loop about what 25 deliveries do per channel.
-                self.turn_work += 25 * limit.min(self.registry.channel_count());
+                self.turn_work += 25 * limit.min(self.hub.registry.channel_count());
                 // More after this page: say where the next one starts (RFC 8288 `Link`).
                 let next = match (last, page.next()) {
                     (Some(last), Some(_)) => format!(
@@ -155,9 +156,10 @@ impl Server {
                 http::ok_with("application/json", &next, body.as_bytes(), keep_alive)
             }
             Route::Channel(name) => match self
+                .hub
                 .registry
                 .lookup(&name)
-                .and_then(|id| self.registry.info(id))
+                .and_then(|id| self.hub.registry.info(id))
             {
                 Some(info) => {
                     let mut body = String::new();
@@ -176,7 +178,7 @@ impl Server {
                     return false;
                 }
                 let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                let Ok(subscribers) = self.publish(&channel, &broadcast::encode(opcode, body))
+                let Ok(subscribers) = self.publish(&channel, broadcast::encode(opcode, body))
                 else {
                     *self.stats.publishes.entry(503).or_default() += 1;
                     self.refuse(key, Refusal::TOO_MANY_CHANNELS);
@@ -223,11 +225,11 @@ impl Server {
         let gauges = Gauges {
             connections: self.conns.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.held_bytes()).sum(),
-            channels: self.registry.channel_count(),
+            channels: self.hub.registry.channel_count(),
             input_memory: self.input_memory,
-            history_bytes: self.registry.history_bytes(),
+            history_bytes: self.hub.registry.history_bytes(),
         };
-        metrics::render(&self.stats, &gauges)
+        metrics::render(&self.stats, &self.hub.stats, &gauges)
     }
 }
 

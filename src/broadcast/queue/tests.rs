@@ -96,9 +96,9 @@ fn urgent_frames_keep_their_order_and_never_pass_pinned_ones() {
 fn a_waiting_pong_is_replaced_by_a_newer_one() {
     let mut q = OutQueue::default();
     q.push(frame(b"data "));
-    assert!(!q.push_pong(frame(b"pong1 ")));
+    assert!(!q.push_pong(frame(b"pong1 "), true));
     for i in 2..1000 {
-        assert!(q.push_pong(frame(format!("pong{i} ").as_bytes())));
+        assert!(q.push_pong(frame(format!("pong{i} ").as_bytes()), true));
     }
     assert_eq!(pending(&q), b"pong999 data ");
     assert_eq!(q.len(), 2);
@@ -107,20 +107,35 @@ fn a_waiting_pong_is_replaced_by_a_newer_one() {
 }
 
 #[test]
+fn pongs_queue_in_order_when_not_coalesced() {
+    let mut q = OutQueue::default();
+    q.push(frame(b"data "));
+    assert!(!q.push_pong(frame(b"p1 "), false));
+    assert!(!q.push_pong(frame(b"p2 "), false));
+    assert_eq!(pending(&q), b"p1 p2 data ");
+    // Coalescing later replaces the newest one still waiting.
+    assert!(q.push_pong(frame(b"p3 "), true));
+    assert_eq!(pending(&q), b"p1 p3 data ");
+}
+
+#[test]
 fn a_started_pong_goes_out_whole_and_the_next_one_queues_behind_it() {
     let mut q = OutQueue::default();
     q.push(frame(b"data "));
-    q.push_pong(frame(b"pong1 "));
+    q.push_pong(frame(b"pong1 "), true);
     q.advance(3); // "pon" written
     assert!(
-        !q.push_pong(frame(b"pong2 ")),
+        !q.push_pong(frame(b"pong2 "), true),
         "the started pong is not replaced"
     );
-    assert!(q.push_pong(frame(b"pong3 ")), "but the one behind it is");
+    assert!(
+        q.push_pong(frame(b"pong3 "), true),
+        "but the one behind it is"
+    );
     assert_eq!(pending(&q), b"g1 pong3 data ");
     // Written through the pong: the next pong is queued afresh, ahead of the data.
     q.advance(9);
-    assert!(!q.push_pong(frame(b"pong4 ")));
+    assert!(!q.push_pong(frame(b"pong4 "), true));
     assert_eq!(pending(&q), b"pong4 data ");
 }
 
@@ -129,12 +144,12 @@ fn a_pong_behind_a_pinned_response_keeps_its_place_when_replaced() {
     let mut q = OutQueue::default();
     q.push_pinned(frame(b"101 "));
     q.push(frame(b"hist "));
-    q.push_pong(frame(b"p1 "));
+    q.push_pong(frame(b"p1 "), true);
     q.push_urgent(frame(b"ping "));
-    q.push_pong(frame(b"p2 "));
+    q.push_pong(frame(b"p2 "), true);
     assert_eq!(pending(&q), b"101 p2 ping hist ");
     q.advance(4);
-    q.push_pong(frame(b"p3 "));
+    q.push_pong(frame(b"p3 "), true);
     assert_eq!(pending(&q), b"p3 ping hist ");
 }
 
@@ -150,13 +165,13 @@ fn discard_keeps_only_a_started_frame() {
     q.push(frame(b"abc"));
     q.push(frame(b"def"));
     q.advance(1);
-    q.push_pong(frame(b"P"));
+    q.push_pong(frame(b"P"), true);
     q.discard_unstarted();
     assert_eq!(pending(&q), b"bc");
     assert_eq!(q.queued_bytes(), 2);
     assert_eq!(q.held_bytes(), 3 + SHARED_OVERHEAD);
     assert!(
-        !q.push_pong(frame(b"Q")),
+        !q.push_pong(frame(b"Q"), true),
         "the discarded pong is not replaced"
     );
 }
