@@ -71,3 +71,20 @@ fn a_ping_between_batches_is_answered_between_whole_messages() {
     }
     assert_eq!(pongs, 1);
 }
+
+#[test]
+fn a_message_sent_just_before_a_close_or_a_violation_still_arrives_before_our_close() {
+    let server = TestServer::start(|c| c.echo = true);
+    for (ending, code) in [
+        (frame(true, 8, &1000u16.to_be_bytes(), true), 1000),
+        (frame(true, 2, b"unmasked", false), 1002),
+    ] {
+        let mut s = ws(server.addr, "room");
+        let mut bytes = text("last words");
+        bytes.extend(ending);
+        s.write_all(&bytes).unwrap(); // read in one turn: the echo is still pending at the close
+        let f = read_frame(&mut s);
+        assert_eq!((f.opcode, f.payload.as_slice()), (1, &b"last words"[..]));
+        assert_eq!(read_frame(&mut s).close_code(), code);
+    }
+}

@@ -131,6 +131,8 @@ pub struct Session {
     control: Vec<u8>,
     last_activity: Instant,
     next_ping: Instant,
+    /// We started the close (see [`Session::is_open`]).
+    close_started: bool,
 }
 
 impl Session {
@@ -146,6 +148,7 @@ impl Session {
             control: Vec::new(),
             last_activity: now,
             next_ping: now + limits.ping_interval,
+            close_started: false,
         }
     }
 
@@ -156,9 +159,13 @@ impl Session {
         self.message.as_ref().map_or(0, |m| m.buf.capacity()) + self.control.capacity()
     }
 
-    /// Whether data messages may still be sent to the peer.
+    /// Whether data messages may still be sent to the peer: until the session starts a close
+    /// itself ([`Session::close`], or the idle timeout). A close frame the session answers
+    /// with (to the peer's close, or to a violation) is handed out in [`Event::Close`]; the
+    /// caller may queue what it still has for the peer before it, then sends nothing more
+    /// (RFC 6455 §5.5.1: no data after our Close).
     pub fn is_open(&self) -> bool {
-        self.state == State::Open
+        !self.close_started
     }
 
     /// Starts a server-initiated close: returns the close frame to send, or `None` if a close
@@ -170,6 +177,7 @@ impl Session {
         self.state = State::CloseSent {
             deadline: now + self.limits.close_timeout,
         };
+        self.close_started = true;
         // A message in progress will never be delivered: its bytes go now. The rest of it is
         // still checked as it arrives (the peer may finish it before answering our close).
         if let Some(m) = &mut self.message {

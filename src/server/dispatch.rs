@@ -95,6 +95,9 @@ impl Server {
                 }
                 Some(Event::Send(pong)) => self.enqueue_pong(key, pong),
                 Some(Event::Close(frame)) => {
+                    // What was published before this close still reaches this connection,
+                    // ahead of the close frame (it would have, one message at a time).
+                    self.settle_channel_of(key);
                     if let Some(f) = &frame {
                         self.stats.close_sent(f);
                     }
