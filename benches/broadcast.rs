@@ -9,9 +9,10 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fanout::broadcast::{self, OutQueue};
 use fanout::config::SlowConsumer;
+use fanout::directory::Directory;
 use fanout::hub::{Hub, Outboxes};
 use fanout::proto::frame::OpCode;
-use fanout::registry::Registry;
+use std::sync::{Arc, Mutex};
 
 const SUBSCRIBERS: usize = 10_000;
 const SIZES: [usize; 4] = [16, 1024, 16 * 1024, 64 * 1024];
@@ -73,7 +74,8 @@ fn batch(c: &mut Criterion) {
         .map(|i| broadcast::encode(OpCode::Binary, &[i as u8; 64]))
         .collect();
     for batched in [true, false] {
-        let mut hub = Hub::new(Registry::default(), false, usize::MAX, SlowConsumer::Drop);
+        let directory = Arc::new(Mutex::new(Directory::default()));
+        let mut hub = Hub::new(0, 1, directory, false, usize::MAX, SlowConsumer::Drop);
         let mut table = Queues((0..SUBSCRIBERS).map(|_| OutQueue::default()).collect());
         let mut channel = 0;
         for key in 0..SUBSCRIBERS {

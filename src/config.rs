@@ -62,6 +62,50 @@ pub enum SlowConsumer {
     Drop,
 }
 
+/// How many event loops to run (`--threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// One per available core.
+    Auto,
+    /// Exactly this many (1 to [`crate::node::MAX_LOOPS`]).
+    Count(usize),
+}
+
+impl Threads {
+    /// The number of loops this stands for on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Threads::Auto => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::node::MAX_LOOPS),
+            Threads::Count(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Threads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threads::Auto => f.write_str("auto"),
+            Threads::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Parses `--threads`: `auto` or a count from 1 to 64.
+pub fn parse_threads(s: &str) -> Result<Threads, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Threads::Auto);
+    }
+    match s.trim().parse() {
+        Ok(n) if (1..=crate::node::MAX_LOOPS).contains(&n) => Ok(Threads::Count(n)),
+        _ => Err(format!(
+            "invalid thread count {s:?}: auto, or 1 to {}",
+            crate::node::MAX_LOOPS
+        )),
+    }
+}
+
 /// The server's configuration: `fanout --help` documents every field.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct Config {
@@ -69,6 +113,13 @@ pub struct Config {
     #[arg(long, env = "FANOUT_LISTEN")]
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Event loops, each on its own thread with its own listener (SO_REUSEPORT) and its own
+    /// connections, sharing every broadcast frame: `auto` is one per core. Default 1: one loop
+    /// is the simplest to reason about and enough for most deployments.
+    #[arg(long, env = "FANOUT_THREADS", value_name = "N|auto")]
+    #[arg(default_value = "1", value_parser = parse_threads)]
+    pub threads: Threads,
 
     /// Channel for clients that offer no Sec-WebSocket-Protocol; without it they are refused (400).
     #[arg(long, env = "FANOUT_DEFAULT_CHANNEL", value_name = "NAME")]

@@ -13,9 +13,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use crate::broadcast::{MAX_IOVECS, OutQueue, SharedFrame};
+use crate::hub::Subscription;
 use crate::metrics::Stats;
 use crate::proto::session::Session;
-use crate::registry::Subscription;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -146,13 +146,12 @@ impl Connection {
             }
     }
 
-    /// Brings [`Self::input_counted`] up to date, and `total` (the loop's sum of them) with it.
-    /// Returns whether its input grew.
-    pub fn recount_input(&mut self, total: &mut usize) -> bool {
+    /// Brings [`Self::input_counted`] up to date; returns by how much it changed, for the
+    /// process's total.
+    pub fn recount_input(&mut self) -> isize {
         let now = self.input_bytes();
         let before = std::mem::replace(&mut self.input_counted, now);
-        *total = *total - before + now;
-        now > before
+        now as isize - before as isize
     }
 
     /// Whether data messages may be queued for it: upgraded, and no close sent or received.

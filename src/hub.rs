@@ -1,7 +1,9 @@
-//! The hub: who gets what. Channels, their subscribers (connection keys, never sockets) and
-//! history live in the [`Registry`]; the hub decides what each subscriber is queued, with the
-//! slow-consumer policy, and touches no socket: the loop hands it its connection table as
-//! [`Outboxes`], and unit tests hand it a plain one.
+//! The hub: who gets what, on one loop. It knows this loop's channels and their subscribers
+//! (connection keys, never sockets), decides what each subscriber is queued, with the
+//! slow-consumer policy, and what to hand to the other loops; it touches no socket: the loop
+//! hands it its connection table as [`Outboxes`], and unit tests hand it a plain one.
+//! Channels of the whole process, which loops have subscribers of them, and history live in
+//! the node's [`Directory`].
 //!
 //! # One contiguous batch per channel per turn
 //!
@@ -28,9 +30,16 @@
 //!   subscriber, the channel's pending frames are queued ([`Hub::settle`]), so a joiner gets
 //!   them through history and not twice, and a leaver gets what was published before it left.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use slab::Slab;
+
 use crate::broadcast::{OutQueue, SharedFrame};
 use crate::config::SlowConsumer;
-use crate::registry::{Pending, Registry, Subscription, TooManyChannels};
+use crate::directory::{Directory, Shared, TooManyChannels};
+use crate::inbox::Handoff;
 
 /// The connections a hub delivers to: the loop's connection table, as keys.
 pub trait Outboxes {
@@ -47,6 +56,24 @@ pub trait Outboxes {
     fn close_slow(&mut self, key: usize);
 }
 
+/// Where a connection sits in its loop's hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The channel's id in this hub (stable while the loop has subscribers of it).
+    pub channel: usize,
+    /// The connection's index in the channel's subscriber list.
+    pub slot: usize,
+}
+
+/// A frame published to a channel this turn, waiting for the end of the turn.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The encoded frame.
+    pub frame: SharedFrame,
+    /// The connection that sent it, which does not get it back (unless `--echo`).
+    pub from: Option<usize>,
+}
+
 /// What the hub counted (the loop's metrics add them in).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -60,11 +87,37 @@ pub struct HubStats {
     pub batches: u64,
 }
 
-/// Channels, subscribers and history, and the fan-out: see the module doc.
+impl HubStats {
+    /// Adds another hub's counts in.
+    pub fn merge(&mut self, other: &HubStats) {
+        self.deliveries += other.deliveries;
+        self.dropped += other.dropped;
+        self.history_evicted += other.history_evicted;
+        self.batches += other.batches;
+    }
+}
+
+/// A channel this loop has subscribers of.
+#[derive(Debug)]
+struct Local {
+    shared: Arc<Shared>,
+    /// Connection keys: a dense list, so a broadcast walks a contiguous `Vec`; leaving is
+    /// O(1) with `swap_remove`.
+    subscribers: Vec<usize>,
+    /// Frames published this turn, not yet queued to the subscribers.
+    pending: Vec<Pending>,
+}
+
+/// One loop's channels and the fan-out: see the module doc.
 #[derive(Debug)]
 pub struct Hub {
-    /// Channels, subscribers and history.
-    pub registry: Registry,
+    loop_id: usize,
+    directory: Arc<Mutex<Directory>>,
+    /// Whether the directory keeps history (then publishing records under its lock).
+    history: bool,
+    channels: Slab<Local>,
+    by_name: HashMap<Box<str>, usize>,
+    by_uid: HashMap<u64, usize>,
     echo: bool,
     cap: usize,
     policy: SlowConsumer,
@@ -73,62 +126,215 @@ pub struct Hub {
     /// Reused between settles: the frames being queued, and their senders.
     frames: Vec<Pending>,
     senders: Vec<usize>,
+    /// Messages published on this loop so far (each one's number is its sequence number).
+    published: u64,
+    /// The last sequence number received from each loop.
+    received: Vec<u64>,
+    /// What this turn hands to each other loop.
+    outgoing: Vec<Vec<Handoff>>,
     /// What was counted.
     pub stats: HubStats,
 }
 
 impl Hub {
-    /// A hub over `registry` with the delivery policy: `echo` (senders get their own
-    /// messages), `cap` (`--max-backpressure`) and what to do past it.
-    pub fn new(registry: Registry, echo: bool, cap: usize, policy: SlowConsumer) -> Self {
+    /// The hub of loop `loop_id` of `loops`, over the process's `directory`, with the
+    /// delivery policy: `echo` (senders get their own messages), `cap`
+    /// (`--max-backpressure`) and what to do past it.
+    pub fn new(
+        loop_id: usize,
+        loops: usize,
+        directory: Arc<Mutex<Directory>>,
+        echo: bool,
+        cap: usize,
+        policy: SlowConsumer,
+    ) -> Self {
+        let history = lock(&directory).keeps_history();
         Hub {
-            registry,
+            loop_id,
+            directory,
+            history,
+            channels: Slab::new(),
+            by_name: HashMap::new(),
+            by_uid: HashMap::new(),
             echo,
             cap,
             policy,
             pending_channels: Vec::new(),
             frames: Vec::new(),
             senders: Vec::new(),
+            published: 0,
+            received: vec![0; loops],
+            outgoing: vec![Vec::new(); loops],
             stats: HubStats::default(),
         }
     }
 
+    fn directory(&self) -> MutexGuard<'_, Directory> {
+        lock(&self.directory)
+    }
+
     /// Subscribes `key` to `name`, after queuing what the channel got this turn (so the new
-    /// subscriber finds it in history, not twice).
+    /// subscriber finds it in history, not twice). Fails when the channel would have to be
+    /// created and `--max-channels` exist.
     pub fn subscribe(
         &mut self,
         name: &str,
         key: usize,
         table: &mut impl Outboxes,
     ) -> Result<Subscription, TooManyChannels> {
-        if let Some(channel) = self.registry.lookup(name) {
-            self.settle(channel, table);
-        }
-        self.registry.subscribe(name, key)
+        let channel = match self.by_name.get(name) {
+            Some(&channel) => {
+                self.settle(channel, table);
+                self.directory().join(name, self.loop_id, false)?;
+                channel
+            }
+            None => {
+                let shared = self.directory().join(name, self.loop_id, true)?;
+                let uid = shared.uid;
+                let channel = self.channels.insert(Local {
+                    shared,
+                    subscribers: Vec::new(),
+                    pending: Vec::new(),
+                });
+                self.by_name.insert(name.into(), channel);
+                self.by_uid.insert(uid, channel);
+                channel
+            }
+        };
+        let subscribers = &mut self.channels[channel].subscribers;
+        subscribers.push(key);
+        Ok(Subscription {
+            channel,
+            slot: subscribers.len() - 1,
+        })
     }
 
-    /// Unsubscribes, after queuing what the channel got this turn (which the leaver gets).
-    /// Returns the key of the connection moved into `sub`'s slot, if any.
+    /// The history a subscriber that just joined is sent first: the newest frames that fit in
+    /// `budget` bytes, oldest first, none that is on its way to this loop (see
+    /// [`crate::directory`]); and how many older ones did not fit.
+    pub fn history_for(&self, sub: Subscription, budget: usize) -> (Vec<SharedFrame>, usize) {
+        if !self.history {
+            return (Vec::new(), 0);
+        }
+        let shared = &self.channels[sub.channel].shared;
+        (self.directory()).history_for(shared, self.loop_id, &self.received, budget)
+    }
+
+    /// Unsubscribes at `now`, after queuing what the channel got this turn (which the leaver
+    /// gets). Returns the key of the connection moved into `sub`'s slot, if any.
     pub fn unsubscribe(
         &mut self,
         sub: Subscription,
-        now: std::time::Instant,
+        now: Instant,
         table: &mut impl Outboxes,
     ) -> Option<usize> {
         self.settle(sub.channel, table);
-        self.registry.unsubscribe(sub, now)
+        let local = &mut self.channels[sub.channel];
+        local.subscribers.swap_remove(sub.slot);
+        let moved = local.subscribers.get(sub.slot).copied();
+        let last = local.subscribers.is_empty();
+        (lock(&self.directory)).leave(&local.shared, self.loop_id, last, now);
+        if last {
+            let local = self.channels.remove(sub.channel);
+            self.by_name.remove(&local.shared.name);
+            self.by_uid.remove(&local.shared.uid);
+        }
+        moved
     }
 
-    /// Publishes an encoded frame on `channel` (an id from the registry) from connection
-    /// `from` (none for the HTTP API and `Handle`): it goes into history now and to the
-    /// subscribers at the end of the turn. Returns how many subscribers the channel has.
+    /// The subscribers of channel `channel` on this loop.
+    pub fn subscribers(&self, channel: usize) -> &[usize] {
+        self.channels.get(channel).map_or(&[], |c| &c.subscribers)
+    }
+
+    /// Publishes an encoded frame on `channel` (a subscription's channel id) from connection
+    /// `from`: it goes into history now, to this loop's subscribers at the end of the turn,
+    /// and to the other loops with subscribers in this turn's hand-offs. Returns how many
+    /// subscribers this loop has of it.
     pub fn publish(&mut self, channel: usize, frame: SharedFrame, from: Option<usize>) -> usize {
-        // (A frame bigger than the history budget takes a channel nobody is on with it.)
-        self.stats.history_evicted += self.registry.record(channel, &frame) as u64;
-        if self.registry.add_pending(channel, Pending { frame, from }) {
+        let shared = self.channels[channel].shared.clone();
+        self.spread(&shared, &frame);
+        self.add_pending(channel, Pending { frame, from });
+        self.channels[channel].subscribers.len()
+    }
+
+    /// Publishes an encoded frame on the channel called `name` (from the HTTP API or a
+    /// `Handle`), creating it for its history if history is kept. Returns how many subscribers
+    /// the channel has, all loops together; an error when it would have had to be created and
+    /// `--max-channels` exist.
+    pub fn publish_named(
+        &mut self,
+        name: &str,
+        frame: SharedFrame,
+        now: Instant,
+    ) -> Result<usize, TooManyChannels> {
+        if let Some(&channel) = self.by_name.get(name) {
+            self.publish(channel, frame, None);
+            if self.channels[channel].shared.loops() == 1 << self.loop_id {
+                return Ok(self.channels[channel].subscribers.len());
+            }
+            return Ok((self.directory()).subscribers(&self.channels[channel].shared));
+        }
+        let Some(shared) = self.directory().channel_for_publish(name, now)? else {
+            return Ok(0);
+        };
+        self.spread(&shared, &frame);
+        Ok((self.directory()).subscribers(&shared))
+    }
+
+    /// Records `frame` in `shared`'s history and hands it to the other loops with subscribers
+    /// (whose mask is read under the same lock when history is kept).
+    fn spread(&mut self, shared: &Arc<Shared>, frame: &SharedFrame) {
+        self.published += 1;
+        let seq = self.published;
+        let loops = if self.history {
+            let (evicted, loops) = (lock(&self.directory)).record(shared, self.loop_id, seq, frame);
+            self.stats.history_evicted += evicted as u64;
+            loops
+        } else {
+            shared.loops()
+        };
+        let mut others = loops & !(1 << self.loop_id);
+        while others != 0 {
+            let target = others.trailing_zeros() as usize;
+            others &= others - 1;
+            self.outgoing[target].push(Handoff {
+                channel: shared.clone(),
+                frame: frame.clone(),
+                origin: self.loop_id,
+                seq,
+            });
+        }
+    }
+
+    fn add_pending(&mut self, channel: usize, pending: Pending) {
+        let list = &mut self.channels[channel].pending;
+        list.push(pending);
+        if list.len() == 1 {
             self.pending_channels.push(channel);
         }
-        self.registry.subscribers(channel).len()
+    }
+
+    /// Takes a message another loop handed over: queued to this loop's subscribers at the end
+    /// of the turn (it was recorded in history by its origin).
+    pub fn receive(&mut self, handoff: Handoff) {
+        self.received[handoff.origin] = handoff.seq;
+        if let Some(&channel) = self.by_uid.get(&handoff.channel.uid) {
+            self.add_pending(
+                channel,
+                Pending {
+                    frame: handoff.frame,
+                    from: None,
+                },
+            );
+        }
+    }
+
+    /// This turn's hand-offs, by target loop (each taken once).
+    pub fn outgoing(&mut self) -> impl Iterator<Item = (usize, Vec<Handoff>)> + '_ {
+        (self.outgoing.iter_mut().enumerate())
+            .filter(|(_, batch)| !batch.is_empty())
+            .map(|(target, batch)| (target, std::mem::take(batch)))
     }
 
     /// Queues every channel's pending frames: the end of the turn.
@@ -148,19 +354,23 @@ impl Hub {
 
     /// Queues `channel`'s pending frames to its subscribers (see the module doc).
     pub fn settle(&mut self, channel: usize, table: &mut impl Outboxes) {
+        let Some(local) = self.channels.get_mut(channel) else {
+            return;
+        };
         let mut frames = std::mem::take(&mut self.frames);
-        self.registry.take_pending(channel, &mut frames);
+        std::mem::swap(&mut local.pending, &mut frames);
         let mut offer = Offer {
             cap: self.cap,
             policy: self.policy,
             stats: &mut self.stats,
             table,
         };
+        let subscribers = &self.channels[channel].subscribers;
         match frames.len() {
             0 => {}
             1 => {
                 let except = frames[0].from.filter(|_| !self.echo);
-                for &key in self.registry.subscribers(channel) {
+                for &key in subscribers {
                     if Some(key) != except {
                         offer.frames(key, &frames, None, None);
                     }
@@ -180,7 +390,7 @@ impl Hub {
                     senders.sort_unstable();
                     senders.dedup();
                 }
-                for &key in self.registry.subscribers(channel) {
+                for &key in subscribers {
                     if senders.binary_search(&key).is_ok() {
                         // It published into this batch: the others' frames, one by one.
                         offer.frames(key, &frames, Some(key), None);
@@ -194,6 +404,12 @@ impl Hub {
         frames.clear();
         self.frames = frames;
     }
+}
+
+/// The directory, locked; a loop that panicked holding it has taken the process down (see
+/// `Server::run`), so a poisoned lock is still fine to read while shutting down.
+fn lock(directory: &Mutex<Directory>) -> MutexGuard<'_, Directory> {
+    directory.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Queuing frames to subscribers under the cap and the slow-consumer policy.

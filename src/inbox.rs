@@ -1,37 +1,60 @@
-//! Publishing from outside the loop: a `crossbeam-channel` of commands plus the loop's one
-//! `mio::Waker`.
+//! The ways into a loop from outside it: [`Handle`] commands from other threads (publish,
+//! shut down), and hand-offs of messages from the other loops, each through a
+//! `crossbeam-channel`, plus the loop's one `mio::Waker`.
 //!
 //! A [`Handle`] is cheap to clone and `Send`. To avoid one `eventfd` write per message, a shared
-//! flag records whether a wake-up is already pending: only the sender that flips it from false
-//! to true wakes the loop. The loop clears the flag *before* draining, so a command sent after
-//! the drain started either is seen by that drain or flips the flag and wakes the loop again.
+//! flag per loop records whether a wake-up is already pending: only the sender that flips it
+//! from false to true wakes the loop. The loop clears the flag *before* draining, so a command
+//! sent after the drain started either is seen by that drain or flips the flag and wakes the
+//! loop again. Loops hand each other what they have at the end of a turn, in one send per
+//! target loop, so a loop wakes another at most once per turn.
+//!
+//! `Handle::publish` encodes the message once, in the caller's thread, and gives the frame to
+//! the first loop, which publishes it like a message from one of its clients: to its own
+//! subscribers and, by hand-off, to the other loops that have subscribers of the channel.
 
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
-use crate::broadcast::Message;
+use crate::broadcast::{Message, SharedFrame};
+use crate::directory::Shared;
 use crate::proto::handshake::is_channel;
 
-/// How many commands may wait for the loop before [`Handle::publish`] blocks (backpressure on
-/// publishers instead of unbounded memory).
+/// How many commands may wait for the first loop before [`Handle::publish`] blocks
+/// (backpressure on publishers instead of unbounded memory).
 pub const INBOX_CAPACITY: usize = 64 * 1024;
 
-/// A command for the loop.
+/// A command for a loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Broadcast `message` to every subscriber of `channel`.
+    /// Broadcast an encoded frame to every subscriber of `channel`.
     Publish {
         /// The channel name.
         channel: String,
-        /// The message.
-        message: Message,
+        /// The frame, encoded once.
+        frame: SharedFrame,
     },
     /// Close every connection with 1001 and stop.
     Shutdown,
+}
+
+/// A message one loop hands another: the same shared frame, never a copy.
+#[derive(Clone, Debug)]
+pub struct Handoff {
+    /// The channel.
+    pub channel: Arc<Shared>,
+    /// The frame.
+    pub frame: SharedFrame,
+    /// The loop it arrived on, and its sequence number there (for the history seam, see
+    /// [`crate::directory`]).
+    pub origin: usize,
+    /// See `origin`.
+    pub seq: u64,
 }
 
 /// The server has stopped; the command was not delivered.
@@ -75,72 +98,100 @@ impl From<Stopped> for PublishError {
     }
 }
 
-/// A cloneable, `Send` handle for publishing into a running server and stopping it.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
+/// One loop's ways in, held by the others and by every [`Handle`].
+#[derive(Debug)]
+pub struct Link {
+    commands: Sender<Command>,
+    handoffs: Sender<Vec<Handoff>>,
+    waker: Waker,
     wake_pending: Arc<AtomicBool>,
 }
 
+impl Link {
+    fn wake(&self) -> io::Result<()> {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.waker.wake()?;
+        }
+        Ok(())
+    }
+
+    fn command(&self, cmd: Command) -> Result<(), Stopped> {
+        self.commands.send(cmd).map_err(|_| Stopped)?;
+        self.wake().map_err(|_| Stopped)
+    }
+
+    /// Hands a turn's messages to this loop and wakes it (unless a wake-up is pending). Never
+    /// blocks: a loop must not wait for another.
+    pub fn hand_off(&self, batch: Vec<Handoff>) -> Result<(), Stopped> {
+        self.handoffs.send(batch).map_err(|_| Stopped)?;
+        self.wake().map_err(|_| Stopped)
+    }
+}
+
+/// A loop's ends of its channels, and the [`Link`] others reach it through.
+pub fn channel(waker: Waker) -> (Link, Inbox) {
+    let (commands, command_rx) = crossbeam_channel::bounded(INBOX_CAPACITY);
+    let (handoffs, handoff_rx) = crossbeam_channel::unbounded();
+    let wake_pending = Arc::new(AtomicBool::new(false));
+    let link = Link {
+        commands,
+        handoffs,
+        waker,
+        wake_pending: wake_pending.clone(),
+    };
+    let inbox = Inbox {
+        commands: command_rx,
+        handoffs: handoff_rx,
+        wake_pending,
+    };
+    (link, inbox)
+}
+
+/// A cloneable, `Send` handle for publishing into a running server and stopping it.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    links: Arc<[Link]>,
+}
+
 impl Handle {
+    /// A handle over the loops' links.
+    pub fn new(links: Arc<[Link]>) -> Self {
+        Handle { links }
+    }
+
     /// Publishes `message` to every subscriber of `channel` (none is fine). Blocks while the
-    /// loop is [`INBOX_CAPACITY`] commands behind. A name no client could subscribe to is
-    /// refused here, before it could create a channel (with `--history`) nobody can join.
+    /// first loop is [`INBOX_CAPACITY`] commands behind. A name no client could subscribe to
+    /// is refused here, before it could create a channel (with `--history`) nobody can join.
     pub fn publish(&self, channel: &str, message: impl Into<Message>) -> Result<(), PublishError> {
         if !is_channel(channel.as_bytes()) {
             return Err(PublishError::InvalidChannel);
         }
-        Ok(self.send(Command::Publish {
+        Ok(self.links[0].command(Command::Publish {
             channel: channel.to_owned(),
-            message: message.into(),
+            frame: message.into().encode(),
         })?)
     }
 
-    /// Asks the server to shut down gracefully (as SIGTERM does). Returns at once.
+    /// Asks the server to shut down gracefully (as SIGTERM does): every loop closes its
+    /// connections. Returns at once.
     pub fn shutdown(&self) -> Result<(), Stopped> {
-        self.send(Command::Shutdown)
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), Stopped> {
-        self.tx.send(cmd).map_err(|_| Stopped)?;
-        if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            self.waker.wake().map_err(|_| Stopped)?;
+        let mut sent = false;
+        for link in self.links.iter() {
+            sent |= link.command(Command::Shutdown).is_ok();
         }
-        Ok(())
+        if sent { Ok(()) } else { Err(Stopped) }
     }
 }
 
-/// The loop's end of the inbox.
+/// A loop's end of its channels.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: Receiver<Command>,
+    commands: Receiver<Command>,
+    handoffs: Receiver<Vec<Handoff>>,
     wake_pending: Arc<AtomicBool>,
-    handle: Handle,
 }
 
 impl Inbox {
-    /// An inbox whose handles wake the loop with `waker`.
-    pub fn new(waker: Waker) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded(INBOX_CAPACITY);
-        let wake_pending = Arc::new(AtomicBool::new(false));
-        let handle = Handle {
-            tx,
-            waker: Arc::new(waker),
-            wake_pending: wake_pending.clone(),
-        };
-        Inbox {
-            rx,
-            wake_pending,
-            handle,
-        }
-    }
-
-    /// A new handle.
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-
     /// Called when the waker fired: re-arms the wake-up flag before the caller drains.
     pub fn rearm(&self) {
         self.wake_pending.store(false, Ordering::Release);
@@ -148,6 +199,11 @@ impl Inbox {
 
     /// The next waiting command, if any.
     pub fn try_next(&self) -> Option<Command> {
-        self.rx.try_recv().ok()
+        self.commands.try_recv().ok()
+    }
+
+    /// The next batch of messages another loop handed over, if any.
+    pub fn try_handoffs(&self) -> Option<Vec<Handoff>> {
+        self.handoffs.try_recv().ok()
     }
 }

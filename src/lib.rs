@@ -51,12 +51,13 @@
 pub mod broadcast;
 pub mod config;
 pub mod connection;
+pub mod directory;
 pub mod hub;
 pub mod inbox;
 pub mod memory;
 pub mod metrics;
+pub mod node;
 pub mod proto;
-pub mod registry;
 pub mod server;
 pub mod timers;
 

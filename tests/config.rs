@@ -39,6 +39,7 @@ fn example() -> PathBuf {
 }
 
 const DEFAULTS: &str = r#"listen = "127.0.0.1:8080"
+threads = 1
 echo = false
 allowed-origins = []
 handshake-timeout = "10s"
@@ -95,8 +96,8 @@ default-channel = "from-file"
     );
     let expected = DEFAULTS
         .replace(
-            "listen = \"127.0.0.1:8080\"\n",
-            "listen = \"127.0.0.1:8080\"\ndefault-channel = \"from-flag\"\n",
+            "threads = 1\n",
+            "threads = 1\ndefault-channel = \"from-flag\"\n",
         )
         .replace(
             "allowed-origins = []",
@@ -123,6 +124,7 @@ fn env_beats_file_and_names_the_file() {
         ],
     );
     let expected = r#"listen = "0.0.0.0:9000"
+threads = 1
 echo = false
 allowed-origins = []
 handshake-timeout = "10s"
@@ -150,6 +152,8 @@ fn print_config_round_trips() {
     let args = [
         "--listen",
         "0.0.0.0:9000",
+        "--threads",
+        "auto",
         "--default-channel",
         "lobby",
         "--echo",
@@ -194,6 +198,7 @@ fn print_config_round_trips() {
     assert_eq!(
         printed,
         r#"listen = "0.0.0.0:9000"
+threads = "auto"
 default-channel = "lobby"
 echo = true
 allowed-origins = ["https://a", "https://b"]
@@ -245,7 +250,7 @@ fn example_file_lists_every_key() {
         .lines()
         .map(|l| l.split(" = ").next().unwrap())
         .collect();
-    assert_eq!(keys.len(), 20);
+    assert_eq!(keys.len(), 21);
     for key in keys {
         let set = example.contains(&format!("\n{key} = "));
         let commented = example.contains(&format!("\n# {key} = "));

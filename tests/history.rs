@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fanout::Message;
-use fanout::registry::{FRAME_OVERHEAD, channel_overhead};
+use fanout::directory::{FRAME_OVERHEAD, channel_overhead};
 
 fn seq(payload: &[u8]) -> u32 {
     u32::from_be_bytes(payload.try_into().unwrap())
@@ -24,6 +24,11 @@ fn late_joiner_gets_the_last_n_then_live_messages() {
             .publish("feed", Message::Binary(i.to_be_bytes().to_vec()))
             .unwrap();
     }
+    await_channel(
+        server.addr,
+        "feed",
+        r#"{"name":"feed","subscribers":0,"history":5}"#,
+    );
     let mut late = ws(server.addr, "feed");
     for i in 4..=8u32 {
         assert_eq!(seq(&read_frame(&mut late).payload), i);
@@ -94,12 +99,12 @@ fn history_without_subscribers_is_forgotten_after_the_ttl() {
         c.history = 2;
         c.history_ttl = Duration::from_millis(300);
     });
-    server.handle.publish("gone", "x").unwrap();
     let started = Instant::now();
-    let (status, _, body) = get(server.addr, "/channels/gone");
-    assert_eq!(
-        (status, body.as_str()),
-        (200, r#"{"name":"gone","subscribers":0,"history":1}"#)
+    server.handle.publish("gone", "x").unwrap();
+    await_channel(
+        server.addr,
+        "gone",
+        r#"{"name":"gone","subscribers":0,"history":1}"#,
     );
     // Await the expiry (bounded); it must not happen before the TTL.
     loop {
@@ -125,6 +130,11 @@ fn a_joiner_gets_only_the_newest_history_that_fits_in_half_the_backpressure_cap(
     for i in 1..=5 {
         server.handle.publish("feed", message(i)).unwrap();
     }
+    await_channel(
+        server.addr,
+        "feed",
+        r#"{"name":"feed","subscribers":0,"history":5}"#,
+    );
     let mut late = connect(server.addr);
     late.write_all(upgrade_request("Sec-WebSocket-Protocol: feed\r\n").as_bytes())
         .unwrap();
@@ -162,6 +172,11 @@ fn history_memory_keeps_the_newest_frames_of_all_channels_under_the_budget() {
             .publish("feed", Message::Binary(vec![i; 100]))
             .unwrap();
     }
+    await_channel(
+        server.addr,
+        "feed",
+        r#"{"name":"feed","subscribers":0,"history":3}"#,
+    );
     let mut late = ws(server.addr, "feed");
     for i in 3..=5u8 {
         assert_eq!(read_frame(&mut late).payload, vec![i; 100]);

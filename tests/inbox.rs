@@ -67,6 +67,8 @@ fn publishing_to_a_name_no_client_could_join_is_refused_and_creates_nothing() {
     // The longest valid name is fine, and it is the only channel that exists.
     let longest = "x".repeat(64);
     server.handle.publish(&longest, "x").unwrap();
+    let info = format!(r#"{{"name":"{longest}","subscribers":0,"history":1}}"#);
+    await_channel(server.addr, &longest, &info);
     let (_, _, body) = get(server.addr, "/channels");
     assert_eq!(
         body,

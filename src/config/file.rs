@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Config, ConfigError, SlowConsumer, format_duration, format_size, parse_duration, parse_size,
+    Config, ConfigError, SlowConsumer, Threads, format_duration, format_size, parse_duration,
+    parse_size, parse_threads,
 };
 
 pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -50,6 +51,8 @@ fn culprit(text: &str) -> Option<String> {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub(super) struct FileConfig {
     listen: Option<SocketAddr>,
+    #[serde(with = "threads")]
+    threads: Option<Threads>,
     default_channel: Option<String>,
     echo: Option<bool>,
     allowed_origins: Option<Vec<String>>,
@@ -95,7 +98,7 @@ impl FileConfig {
             )*};
         }
         layer! {
-            listen, default_channel, echo, allowed_origins, handshake_timeout, max_message,
+            listen, threads, default_channel, echo, allowed_origins, handshake_timeout, max_message,
             max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout,
             max_connections, close_timeout, shutdown_timeout, publish_token, history,
             history_ttl, max_history_memory, max_channels, socket_send_buffer
@@ -107,6 +110,7 @@ impl From<&Config> for FileConfig {
     fn from(c: &Config) -> Self {
         FileConfig {
             listen: Some(c.listen),
+            threads: Some(c.threads),
             default_channel: c.default_channel.clone(),
             echo: Some(c.echo),
             allowed_origins: Some(c.allowed_origins.clone()),
@@ -145,6 +149,43 @@ mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s = String::deserialize(d)?;
         parse_duration(&s).map(Some).map_err(D::Error::custom)
+    }
+}
+
+/// `threads` in the file: `"auto"` or a number.
+mod threads {
+    use super::*;
+    use serde::de::{Error, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<Threads>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(Threads::Count(n)) => s.serialize_u64(*n as u64),
+            Some(Threads::Auto) => s.serialize_str("auto"),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Threads>, D::Error> {
+        d.deserialize_any(ThreadsVisitor).map(Some)
+    }
+
+    struct ThreadsVisitor;
+
+    impl Visitor<'_> for ThreadsVisitor {
+        type Value = Threads;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("\"auto\" or a number of threads from 1 to 64")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Threads, E> {
+            parse_threads(s).map_err(E::custom)
+        }
+
+        fn visit_i64<E: Error>(self, n: i64) -> Result<Threads, E> {
+            parse_threads(&n.to_string()).map_err(E::custom)
+        }
     }
 }
 

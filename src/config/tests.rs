@@ -98,6 +98,7 @@ fn flags_override_defaults() {
 fn everything_set() -> Config {
     Config {
         listen: "0.0.0.0:9000".parse().unwrap(),
+        threads: Threads::Auto,
         default_channel: Some("lobby".into()),
         echo: true,
         allowed_origins: vec!["https://a".into(), "https://b".into()],

@@ -74,7 +74,8 @@ impl Outboxes for Table {
 }
 
 fn hub(echo: bool, cap: usize, policy: SlowConsumer) -> Hub {
-    Hub::new(Registry::default(), echo, cap, policy)
+    let directory = Arc::new(Mutex::new(Directory::default()));
+    Hub::new(0, 1, directory, echo, cap, policy)
 }
 
 fn text(s: &str) -> SharedFrame {
@@ -308,9 +309,10 @@ fn run(ops: &[Op], echo: bool, cap: usize) -> (Streams, u64) {
                 t.queues.remove(&key);
             }
             Op::Publish { who, len } => {
-                let Some(channel) = h.registry.lookup("room") else {
-                    continue;
+                let Some(&(_, sub)) = members.first() else {
+                    continue; // Nobody on the channel: it does not exist.
                 };
+                let channel = sub.channel;
                 let from = who
                     .filter(|_| !members.is_empty())
                     .map(|w| members[w % members.len()].0);

@@ -4,16 +4,16 @@
 
 use tracing::{debug, info};
 
-use super::{INBOX_BATCH, Server};
+use super::event_loop::{INBOX_BATCH, Loop};
 use crate::broadcast::{self, SharedFrame};
 use crate::connection::Phase;
+use crate::directory::TooManyChannels;
 use crate::inbox::Command;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
 use crate::proto::{close, http};
-use crate::registry::TooManyChannels;
 
-impl Server {
+impl Loop {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -44,17 +44,19 @@ impl Server {
         };
         self.stats.upgraded += 1;
         self.enqueue(key, handshake::upgrade_response(up));
-        // History goes right behind the 101 and before anything live: both happen within this
-        // turn of the single-threaded loop, so there is no gap and no duplicate at the seam.
+        // History goes right behind the 101 and before anything live, with no gap and no
+        // duplicate at the seam, whichever loops its messages came from (see
+        // `crate::directory`).
         // Only the newest frames that fit in half of `--max-backpressure` are sent, so a long
         // history of big messages cannot make a joiner a slow consumer before it has read a
         // byte, and live messages queued behind it in this turn still fit; the oldest ones
         // are skipped (and counted).
+        let queued = self.conns[key].out.queued_bytes();
+        let budget = (self.config.max_backpressure / 2).saturating_sub(queued);
+        let (history, skipped) = self.hub.history_for(sub, budget);
         let conn = &mut self.conns[key];
-        let budget = (self.config.max_backpressure / 2).saturating_sub(conn.out.queued_bytes());
-        let (history, skipped) = self.hub.registry.history_within(sub.channel, budget);
         for frame in history {
-            conn.out.push(frame.clone());
+            conn.out.push(frame);
             self.stats.history_sent += 1;
         }
         self.stats.history_skipped += skipped as u64;
@@ -63,7 +65,7 @@ impl Server {
     }
 
     /// Handles WebSocket bytes from `key`. When it has had its share of the turn (the
-    /// deliveries or bytes its messages caused, see `Server::turn_used`), the rest is stashed
+    /// deliveries or bytes its messages caused, see `Loop::turn_used`), the rest is stashed
     /// for the next turn (see `Connection::backlog`).
     pub(super) fn on_frames(&mut self, key: usize, data: &mut [u8]) {
         let mut pos = 0;
@@ -116,25 +118,42 @@ impl Server {
         frame: SharedFrame,
     ) -> Result<usize, TooManyChannels> {
         self.turn_bytes += frame.len();
-        let subscribers = match self.hub.registry.channel_for_publish(channel, self.now)? {
-            Some(id) => self.hub.publish(id, frame, None),
-            None => 0,
-        };
+        let subscribers = self.hub.publish_named(channel, frame, self.now)?;
         self.turn_work += subscribers;
         Ok(subscribers)
     }
 
+    /// Takes what other loops handed over, then `Handle` commands: a bounded number of each
+    /// per turn, and no more than half of `--max-backpressure` in bytes (as for a connection,
+    /// see `Loop::turn_used`: one turn never queues a subscriber more than a reader that
+    /// keeps up can take). The rest waits for the next turn.
     pub(super) fn drain_inbox(&mut self) {
-        for _ in 0..INBOX_BATCH {
+        let budget = self.config.max_backpressure / 2;
+        let mut bytes = 0;
+        let mut batches = 0;
+        while batches < INBOX_BATCH && bytes < budget {
+            let Some(batch) = self.inbox.try_handoffs() else {
+                break;
+            };
+            batches += 1;
+            for handoff in batch {
+                bytes += handoff.frame.len();
+                self.hub.receive(handoff);
+            }
+        }
+        let mut commands = 0;
+        while commands < INBOX_BATCH && bytes < budget {
+            commands += 1;
             match self.inbox.try_next() {
-                Some(Command::Publish { channel, message }) => {
-                    if self.publish(&channel, message.encode()).is_err() {
+                Some(Command::Publish { channel, frame }) => {
+                    bytes += frame.len();
+                    if self.publish(&channel, frame).is_err() {
                         self.stats.channel_refusals += 1;
                     }
                 }
                 Some(Command::Shutdown) => self.begin_shutdown(),
                 None => {
-                    self.inbox_backlog = false;
+                    self.inbox_backlog = batches == INBOX_BATCH || bytes >= budget;
                     return;
                 }
             }
@@ -210,22 +229,21 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let grew = conn.recount_input(&mut self.input_memory);
-        if !grew || self.input_memory <= self.config.max_input_memory {
+        let delta = conn.recount_input();
+        if delta == 0 {
+            return;
+        }
+        let total = self.node.add_input(delta);
+        if delta < 0 || total <= self.config.max_input_memory {
             return;
         }
         let bytes = conn.input_counted;
-        debug!(
-            key,
-            bytes,
-            total = self.input_memory,
-            "over --max-input-memory"
-        );
+        debug!(key, bytes, total, "over --max-input-memory");
         self.stats.input_memory_refusals += 1;
         match &mut conn.phase {
             Phase::Http { buf, .. } => {
                 if http::is_publish(buf) {
-                    *self.stats.publishes.entry(503).or_default() += 1;
+                    self.stats.publishes.add(503);
                 }
                 self.refuse(key, Refusal::INPUT_MEMORY)
             }

@@ -2,12 +2,15 @@
 //! (publish, channels, metrics, health, the demo page) on persistent connections with
 //! pipelined requests answered in order.
 
+use std::sync::atomic::Ordering;
+
 use tracing::debug;
 
-use super::Server;
+use super::event_loop::Loop;
 use crate::broadcast;
 use crate::config;
 use crate::connection::Phase;
+use crate::directory::ChannelInfo;
 use crate::metrics::{self, Gauges};
 use crate::proto::Decoded;
 use crate::proto::frame::OpCode;
@@ -17,11 +20,11 @@ use crate::proto::http::{self, HttpRequest, Route};
 /// The demo page served at `GET /`.
 const INDEX_HTML: &str = include_str!("../web/index.html");
 
-impl Server {
+impl Loop {
     /// Answers every complete request in `buf` (the connection's unanswered bytes), in order.
     /// It stops early, keeping the rest in the buffer, when the answers waiting for this peer
     /// pass `--max-backpressure` (reading pauses until they drain) or when it has had its
-    /// share of the turn (`Server::turn_used`; it goes on next turn): checked per request, so
+    /// share of the turn (`Loop::turn_used`; it goes on next turn): checked per request, so
     /// one read of pipelined requests cannot queue more than the cap.
     pub(super) fn serve_http(&mut self, key: usize, mut buf: Vec<u8>) {
         let mut pos = 0;
@@ -54,7 +57,7 @@ impl Server {
                 Ok(Decoded::Partial) => break,
                 Err(refusal) => {
                     if http::is_publish(&buf[pos..]) {
-                        *self.stats.publishes.entry(refusal.status).or_default() += 1;
+                        self.stats.publishes.add(refusal.status);
                     }
                     return self.refuse_to(key, refusal, http::is_head(&buf[pos..]));
                 }
@@ -82,7 +85,7 @@ impl Server {
                         // Past --max-connections: monitoring is still answered, then closed.
                         if !matches!(req.route, Route::Health | Route::Metrics) {
                             if http::is_publish(&buf[body_start - used..]) {
-                                *self.stats.publishes.entry(503).or_default() += 1;
+                                self.stats.publishes.add(503);
                             }
                             return self.refuse_to(key, Refusal::SERVICE_UNAVAILABLE, req.head);
                         }
@@ -131,60 +134,56 @@ impl Server {
                 )
             }
             Route::Channels { after, limit } => {
-                let mut page = self.hub.registry.page(after.as_deref());
-                let mut body = String::with_capacity(limit.min(64) * 64);
+                let (page, more) = self.node.directory().page(after.as_deref(), limit);
+                let mut body = String::with_capacity(page.len() * 64 + 2);
                 body.push('[');
-                let mut last = None;
-                for info in page.by_ref().take(limit) {
-                    if last.is_some() {
+                for (i, info) in page.iter().enumerate() {
+                    if i > 0 {
                         body.push(',');
                     }
                     channel_json(&mut body, info);
-                    last = Some(info.name);
                 }
                 body.push(']');
                 // Listing costs the loop about what 25 deliveries do per channel.
-                self.turn_work += 25 * limit.min(self.hub.registry.channel_count());
+                self.turn_work += 25 * page.len();
                 // More after this page: say where the next one starts (RFC 8288 `Link`).
-                let next = match (last, page.next()) {
-                    (Some(last), Some(_)) => format!(
+                let next = match page.last() {
+                    Some(last) if more => format!(
                         "Link: </channels?after={}&limit={limit}>; rel=\"next\"\r\n",
-                        http::percent_encode(last)
+                        http::percent_encode(&last.name)
                     ),
                     _ => String::new(),
                 };
                 http::ok_with("application/json", &next, body.as_bytes(), keep_alive)
             }
-            Route::Channel(name) => match self
-                .hub
-                .registry
-                .lookup(&name)
-                .and_then(|id| self.hub.registry.info(id))
-            {
-                Some(info) => {
-                    let mut body = String::new();
-                    channel_json(&mut body, info);
-                    http::json(&body, keep_alive)
+            Route::Channel(name) => {
+                let info = self.node.directory().info(&name);
+                match info {
+                    Some(info) => {
+                        let mut body = String::new();
+                        channel_json(&mut body, &info);
+                        http::json(&body, keep_alive)
+                    }
+                    None => {
+                        self.refuse_to(key, Refusal::NO_SUCH_CHANNEL, req.head);
+                        return false;
+                    }
                 }
-                None => {
-                    self.refuse_to(key, Refusal::NO_SUCH_CHANNEL, req.head);
-                    return false;
-                }
-            },
+            }
             Route::Publish { channel, text, .. } => {
                 if text && simdutf8::basic::from_utf8(body).is_err() {
-                    *self.stats.publishes.entry(400).or_default() += 1;
+                    self.stats.publishes.add(400);
                     self.refuse(key, Refusal::BODY_NOT_UTF8);
                     return false;
                 }
                 let opcode = if text { OpCode::Text } else { OpCode::Binary };
                 let Ok(subscribers) = self.publish(&channel, broadcast::encode(opcode, body))
                 else {
-                    *self.stats.publishes.entry(503).or_default() += 1;
+                    self.stats.publishes.add(503);
                     self.refuse(key, Refusal::TOO_MANY_CHANNELS);
                     return false;
                 };
-                *self.stats.publishes.entry(200).or_default() += 1;
+                self.stats.publishes.add(200);
                 let json = format!("{{\"channel\":\"{channel}\",\"subscribers\":{subscribers}}}");
                 http::json(&json, keep_alive)
             }
@@ -213,7 +212,7 @@ impl Server {
             reason = refusal.reason,
             "refused"
         );
-        *self.stats.refusals.entry(refusal.status).or_default() += 1;
+        self.stats.refusals.add(refusal.status);
         let mut response = refusal.response();
         if head {
             http::strip_body(&mut response);
@@ -221,20 +220,27 @@ impl Server {
         self.respond(key, response);
     }
 
-    fn render_metrics(&self) -> String {
-        let gauges = Gauges {
-            connections: self.conns.len(),
-            queued_bytes: self.conns.iter().map(|(_, c)| c.out.held_bytes()).sum(),
-            channels: self.hub.registry.channel_count(),
-            input_memory: self.input_memory,
-            history_bytes: self.hub.registry.history_bytes(),
+    fn render_metrics(&mut self) -> String {
+        self.next_gauges = self.now; // This loop's own gauges, fresh.
+        let own = self.snapshot();
+        let (stats, hub, loops) = self.node.totals(self.id, &own);
+        let (channels, history_bytes) = {
+            let directory = self.node.directory();
+            (directory.channel_count(), directory.history_bytes())
         };
-        metrics::render(&self.stats, &self.hub.stats, &gauges)
+        let gauges = Gauges {
+            connections: self.node.connections.load(Ordering::Acquire),
+            queued_bytes: loops.iter().map(|g| g.queued_bytes).sum(),
+            channels,
+            input_memory: self.node.input_memory.load(Ordering::Acquire),
+            history_bytes,
+        };
+        metrics::render(&stats, &hub, &gauges, &loops)
     }
 }
 
 /// One channel as JSON. Names are RFC 7230 tokens, which hold no character JSON must escape.
-fn channel_json(out: &mut String, info: crate::registry::ChannelInfo<'_>) {
+fn channel_json(out: &mut String, info: &ChannelInfo) {
     use std::fmt::Write;
     let _ = write!(
         out,

@@ -10,6 +10,7 @@ use crate::broadcast::OutQueue;
 use crate::connection::Connection;
 use crate::hub::Outboxes;
 use crate::metrics::Stats;
+use crate::node::Node;
 use crate::proto::close;
 use crate::timers::Timers;
 
@@ -19,7 +20,7 @@ pub(super) struct Table<'a> {
     pub dirty: &'a mut Vec<usize>,
     pub timers: &'a mut Timers,
     pub stats: &'a mut Stats,
-    pub input_memory: &'a mut usize,
+    pub node: &'a Node,
     pub scratch: &'a mut Vec<u8>,
     pub now: Instant,
 }
@@ -62,7 +63,7 @@ impl Outboxes for Table<'_> {
         self.stats.slow_closes += 1;
         conn.out.discard_unstarted();
         let close = conn.close(close::POLICY_VIOLATION, "slow consumer", self.now);
-        conn.recount_input(self.input_memory); // Closing drops its input.
+        self.node.add_input(conn.recount_input()); // Closing drops its input.
         if let Some(f) = close {
             self.stats.close_sent(&f);
             if conn.enqueue_pinned(Arc::new(f)) {

@@ -10,6 +10,15 @@ use std::time::Duration;
 
 use fanout::{Config, Handle, Server};
 
+/// Event loops for the servers the tests start: `FANOUT_TEST_THREADS` (the suite runs once
+/// with the default of 1 and once with 4, see the README), unless a test says otherwise.
+pub fn test_threads() -> usize {
+    std::env::var("FANOUT_TEST_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Long enough for a loaded CI machine; only reached when a test is failing.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -23,6 +32,7 @@ impl TestServer {
     pub fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            threads: fanout::config::Threads::Count(test_threads()),
             ..Config::default()
         };
         configure(&mut config);
@@ -291,8 +301,19 @@ pub fn publish_request(channel: &str, content_type: &str, body: &[u8], extra: &s
     req
 }
 
+thread_local! {
+    static SCRAPES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this thread (this test) has scraped `/metrics` with [`metric`]: each scrape
+/// is one send by the server.
+pub fn scrape_count() -> u64 {
+    SCRAPES.with(|n| n.get())
+}
+
 /// The value of an unlabelled sample in `GET /metrics`.
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    SCRAPES.with(|n| n.set(n.get() + 1));
     let (status, _, body) = get(addr, "/metrics");
     assert_eq!(status, 200);
     body.lines()
@@ -327,8 +348,9 @@ impl ChildServer {
     /// Starts `fanout --listen 127.0.0.1:0 ARGS…` and waits for it to listen.
     pub fn start(args: &[&str]) -> ChildServer {
         use std::process::{Command, Stdio};
+        let threads = test_threads().to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--threads", &threads])
             .args(args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -364,5 +386,22 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `Handle::publish` is asynchronous (and with several loops, handled by another loop than a
+/// new connection's): waits until `GET /channels/{name}` answers `want`.
+pub fn await_channel(addr: SocketAddr, name: &str, want: &str) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let (_, _, body) = get(addr, &format!("/channels/{name}"));
+        if body == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/channels/{name}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
