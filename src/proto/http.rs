@@ -8,7 +8,8 @@
 
 use subtle::ConstantTimeEq;
 
-use super::handshake::{Policy, Refusal, is_channel, list, trim, values};
+pub use super::request::json_string;
+use super::request::{Policy, Refusal, header, is_channel, list, trim, values};
 
 /// A routed API request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,103 +64,6 @@ pub const DEFAULT_PAGE: usize = 1000;
 
 /// The largest `limit` a `GET /channels` page may ask for (the default: pages only shrink).
 pub const MAX_PAGE: usize = DEFAULT_PAGE;
-
-impl Refusal {
-    /// `POST /publish` without `Authorization` while `--publish-token` is set.
-    pub const UNAUTHORIZED: Self = Self::new_with(
-        401,
-        "missing Authorization: Bearer token",
-        "WWW-Authenticate: Bearer\r\n",
-    );
-    /// A wrong bearer token.
-    pub const FORBIDDEN_TOKEN: Self = Self::new_with(403, "wrong publish token", "");
-    /// A publish without `Content-Length` (or with chunked encoding, which is not supported).
-    pub const LENGTH_REQUIRED: Self = Self::new_with(
-        411,
-        "Content-Length required (chunked bodies are not supported)",
-        "",
-    );
-    /// A `Content-Length` that is not a number.
-    pub const BAD_LENGTH: Self = Self::new_with(400, "invalid Content-Length", "");
-    /// A body over `--max-message`.
-    pub const TOO_LARGE: Self = Self::new_with(413, "body larger than --max-message", "");
-    /// A text body that is not UTF-8.
-    pub const BODY_NOT_UTF8: Self = Self::new_with(400, "text body must be UTF-8", "");
-    /// A method other than `POST` on `/publish/…`.
-    pub const POST_ONLY: Self =
-        Self::new_with(405, "only POST is supported here", "Allow: POST\r\n");
-    /// A method other than `GET` or `HEAD` on a read-only endpoint.
-    pub const GET_ONLY: Self = Self::new_with(
-        405,
-        "only GET and HEAD are supported here",
-        "Allow: GET, HEAD\r\n",
-    );
-    /// A request (head or publish body) that would take the server over
-    /// `--max-input-memory`.
-    pub const INPUT_MEMORY: Self = Self::new_with(
-        503,
-        "server busy: input memory full, try again later",
-        "Retry-After: 1\r\n",
-    );
-    /// `GET /channels/{name}` for a channel nobody is on.
-    pub const NO_SUCH_CHANNEL: Self = Self::new_with(404, "no such channel", "");
-    /// A `GET` or `HEAD` with a body (`Content-Length` other than 0, or `Transfer-Encoding`).
-    pub const UNEXPECTED_BODY: Self = Self::new_with(
-        400,
-        "GET and HEAD requests may not carry a body (Content-Length or Transfer-Encoding)",
-        "",
-    );
-    /// `GET /channels` with a bad `limit` or `after`.
-    pub const BAD_PAGE: Self = Self::new_with(
-        400,
-        "invalid query: limit must be 1-1000 and after a channel name",
-        "",
-    );
-    /// A new channel would take the server over `--max-channels`.
-    pub const TOO_MANY_CHANNELS: Self = Self::new_with(
-        503,
-        "server busy: too many channels (--max-channels), try again later",
-        "Retry-After: 1\r\n",
-    );
-}
-
-impl Refusal {
-    /// Every refusal the server can send, handshake and API alike (for tests that check them
-    /// all: distinct reasons, standard status phrases, JSON bodies).
-    pub const ALL: [Refusal; 31] = [
-        Refusal::HEAD_TOO_LARGE,
-        Refusal::TOO_MANY_HEADERS,
-        Refusal::MALFORMED,
-        Refusal::METHOD_NOT_ALLOWED,
-        Refusal::HTTP_VERSION,
-        Refusal::MISSING_HOST,
-        Refusal::DUPLICATE_HOST,
-        Refusal::NOT_FOUND,
-        Refusal::UPGRADE_HEADER,
-        Refusal::CONNECTION_HEADER,
-        Refusal::WS_VERSION,
-        Refusal::MISSING_KEY,
-        Refusal::INVALID_KEY,
-        Refusal::ORIGIN_NOT_ALLOWED,
-        Refusal::INVALID_CHANNEL,
-        Refusal::NO_CHANNEL,
-        Refusal::SERVICE_UNAVAILABLE,
-        Refusal::TIMEOUT,
-        Refusal::UNAUTHORIZED,
-        Refusal::FORBIDDEN_TOKEN,
-        Refusal::LENGTH_REQUIRED,
-        Refusal::BAD_LENGTH,
-        Refusal::TOO_LARGE,
-        Refusal::BODY_NOT_UTF8,
-        Refusal::POST_ONLY,
-        Refusal::GET_ONLY,
-        Refusal::NO_SUCH_CHANNEL,
-        Refusal::INPUT_MEMORY,
-        Refusal::UNEXPECTED_BODY,
-        Refusal::BAD_PAGE,
-        Refusal::TOO_MANY_CHANNELS,
-    ];
-}
 
 /// Routes a complete, syntactically valid request that is not a WebSocket upgrade.
 pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<HttpRequest, Refusal> {
@@ -335,11 +239,6 @@ pub fn percent_encode(name: &str) -> String {
     out
 }
 
-/// The first value of header `name`.
-fn header<'h>(headers: &'h [httparse::Header<'_>], name: &'h str) -> Option<&'h [u8]> {
-    values(headers, name).next()
-}
-
 /// A complete `200 OK` response with `body` of `content_type`.
 pub fn ok(content_type: &str, body: &[u8], keep_alive: bool) -> Vec<u8> {
     ok_with(content_type, "", body, keep_alive)
@@ -386,22 +285,6 @@ pub fn strip_body(response: &mut Vec<u8>) {
 /// A JSON `200 OK`.
 pub fn json(body: &str, keep_alive: bool) -> Vec<u8> {
     ok("application/json", body.as_bytes(), keep_alive)
-}
-
-/// `s` as a JSON string literal, quotes included (RFC 8259 §7).
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

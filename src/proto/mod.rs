@@ -6,6 +6,7 @@
 //! from the client side.
 //!
 //! - [`handshake`]: the HTTP/1.1 upgrade (§4), accept key, refusals with their HTTP status.
+//! - [`request`]: the HTTP/1.1 request layer both share: policy, refusals, header helpers.
 //! - [`http`]: the small HTTP API on the same port (publish, channels, metrics, health).
 //! - [`frame`]: frame header parse and encode (§5.2), opcodes.
 //! - [`mask`]: client-to-server masking (§5.3), fast and naive.
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod mask;
+pub mod request;
 pub mod session;
 pub mod utf8;
 

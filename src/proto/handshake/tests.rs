@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::proto::http::Route;
+use crate::proto::request::reason_phrase;
 use proptest::prelude::*;
 use std::sync::LazyLock;
 
