@@ -18,7 +18,7 @@ pub type SharedFrame = Arc<Vec<u8>>;
 pub const MAX_IOVECS: usize = 64;
 
 mod queue;
-pub use queue::{GATHER_BELOW, OWNED_OVERHEAD, OutQueue, SHARED_OVERHEAD};
+pub use queue::{GATHER_BELOW, GATHER_LIMIT, OWNED_OVERHEAD, OutQueue, SHARED_OVERHEAD};
 
 /// Encodes `payload` once as an unmasked, unfragmented frame for any number of subscribers.
 pub fn encode(opcode: OpCode, payload: &[u8]) -> SharedFrame {

@@ -1,4 +1,4 @@
-//! fanout: a WebSocket pub/sub broadcast server on one `mio` event loop.
+//! fanout: a WebSocket pub/sub broadcast server on `mio` event loops (one by default).
 //!
 //! A client picks a channel with `Sec-WebSocket-Protocol`; every data message it sends is
 //! delivered to every other subscriber of that channel. Other threads publish through a
@@ -7,47 +7,61 @@
 //! # Architecture
 //!
 //! ```text
-//!            accept / read                      encode once           one sendmsg per
-//!  sockets ─────────────────┐                 ┌──────────────┐        dirty connection
-//!                           ▼                 │ SharedFrame  │        per loop turn
-//!   ┌───────────── server.rs: Poll + Slab<Connection> ──────────────────────────────┐
-//!   │  connection.rs ──bytes──▶ proto::handshake  (HTTP/1.1 upgrade, refusals)        │
-//!   │                 ──bytes──▶ proto::session    (frames, masks, UTF-8, close) ──┐  │
-//!   │                                                                  Message    │  │
-//!   │  inbox.rs (crossbeam + Waker) ── Handle::publish ─────────────────────────┐ │  │
-//!   │                                                                          ▼ ▼  │
-//!   │  registry.rs: channel ─▶ [keys]  ──▶  broadcast.rs: OutQueue.push(Arc clone)  │
-//!   │  timers.rs: deadline heap (handshake timeout, ping, idle, close wait)         │
-//!   └───────────────────────────────────────────────────────────────────────────────┘
+//!                 ┌──────────── node.rs (one per process, Arc, read-mostly) ────────────┐
+//!                 │ config · directory.rs: channel → loops with subscribers, history    │
+//!                 │ global budgets (connections, input memory) · loops' counters        │
+//!                 └──────▲───────────────────────────────▲─────────────────────────────┘
+//!  sockets               │ joins, leaves, history        │
+//!     │     ┌─ loop 0 (server/event_loop.rs): Poll + listener + Slab<Connection> ──┐
+//!     └────▶│ connection.rs ─bytes─▶ proto::handshake / proto::http / proto::session│
+//!           │                                   │ message, encoded once           │
+//!           │ hub.rs: channel → [keys] ◀────────┘   (sans-I/O: who gets what)      │
+//!           │   end of turn: one batch per channel ─▶ OutQueue.push(Arc) ─▶ sendmsg │
+//!           │   hand-offs: the same Arc frames, one send + one wake-up per loop ────┼─▶ loop 1..N
+//!           │ inbox.rs: Handle commands + other loops' hand-offs (crossbeam + Waker)│
+//!           │ timers.rs: deadline heap (handshake timeout, ping, idle, close wait)  │
+//!           └────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Only `server.rs` and `connection.rs` import `mio` or touch a socket. Everything under
-//! [`proto`] is sans-I/O: it takes bytes (and the time, when it needs it) and returns values,
-//! so the protocol is tested byte for byte without a network, and the load generator reuses it
-//! from the client side.
+//! - **The loop** (one per thread, `--threads`): the poller, its listener (`SO_REUSEPORT`),
+//!   its connections, dirty and re-read lists, timers. Only it and `connection.rs` import
+//!   `mio` or touch a socket.
+//! - **The hub** (one per loop, no I/O): the loop's channels and subscriber keys, the batch
+//!   of each channel's frames per turn, the slow-consumer policy, and what to hand to which
+//!   other loop. It works on the loop's connection table through a small trait, so it is
+//!   tested without sockets.
+//! - **The node** (one per process): configuration, the channel directory (which loops have
+//!   subscribers of a channel), history, the process-wide budgets, and each loop's counters
+//!   merged when `/metrics` is scraped.
 //!
-//! The loop follows mio's rules: it drains accepts, the inbox and writes until `WouldBlock` or
-//! empty; reads stop early only when a read came back short (the socket is drained; a new
-//! edge fires for later data) or after a fairness cap (the connection is re-read next turn);
-//! and every handler tolerates spurious events. There is one `Waker` per `Poll`, shared by
-//! every [`Handle`] through an `Arc`.
+//! Everything under [`proto`] is sans-I/O: it takes bytes (and the time, when it needs it)
+//! and returns values, so the protocol is tested byte for byte without a network, and the
+//! load generator reuses it from the client side.
+//!
+//! Each loop follows mio's rules: it drains accepts, the inbox and writes until `WouldBlock`
+//! or empty; reads stop early only when a read came back short (the socket is drained; a new
+//! edge fires for later data) or after the connection's share of a turn (it is re-read next
+//! turn); and every handler tolerates spurious events. There is one `Waker` per `Poll`,
+//! shared by every [`Handle`] and the other loops.
 //!
 //! # Layout
 //!
 //! - [`config`]: every limit and default, with the reason for it; also the CLI.
 //! - [`proto`]: the RFC 6455 core: [`proto::handshake`], [`proto::frame`], [`proto::mask`],
 //!   [`proto::utf8`], [`proto::close`], [`proto::session`].
-//! - [`registry`]: channel → subscribers, O(1) join and leave, and history.
-//! - [`hub`]: who gets what: the fan-out, one contiguous batch per channel per turn, and the
-//!   slow-consumer policy, with no socket in sight.
+//! - [`node`]: what the loops share; [`directory`]: every channel, its loops, its history.
+//! - [`hub`]: who gets what on one loop: the fan-out, one contiguous batch per channel per
+//!   turn, hand-offs to other loops, and the slow-consumer policy, with no socket in sight.
 //! - [`broadcast`]: the shared encoded frame and each connection's outbound queue.
-//! - [`inbox`]: publishing from other threads.
+//! - [`inbox`]: publishing from other threads, and loops handing each other messages.
 //! - [`timers`]: the deadline queue.
-//! - [`metrics`]: the loop's counters and their Prometheus exposition.
+//! - [`metrics`]: the loops' counters and their Prometheus exposition.
 //! - [`memory`]: giving freed memory back to the operating system after a burst.
-//! - [`server`]: the event loop; [`connection`]: one client's socket and state.
+//! - [`auth`]: JWT verification, channel grants and per-connection rate limits (sans-I/O).
+//! - [`server`]: the loops and their threads; [`connection`]: one client's socket and state.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod broadcast;
 pub mod config;
 pub mod connection;
