@@ -19,6 +19,10 @@
 //!   were split. Most violations are still reported from the first one or two bytes.
 //!
 //! The encoders always set FIN, use the minimal length encoding, and allocate once, exactly.
+//!
+//! RSV1 is the one extension bit fanout knows: permessage-deflate's "per-message compressed"
+//! bit (RFC 7692 §6). [`parse_header`] refuses it like RSV2 and RSV3; a connection that
+//! negotiated the extension parses with [`parse_header_deflate`] instead, which reports it.
 
 use super::{Decoded, ProtocolError, close, mask};
 
@@ -91,6 +95,9 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
 const FIN_BIT: u8 = 0x80;
 const RSV_BITS: u8 = 0x70;
+/// RSV1, permessage-deflate's "per-message compressed" bit (RFC 7692 §6), in a frame's first
+/// byte.
+pub const RSV1: u8 = 0x40;
 const OPCODE_BITS: u8 = 0x0F;
 const MASK_BIT: u8 = 0x80;
 const LEN_BITS: u8 = 0x7F;
@@ -128,13 +135,46 @@ pub fn parse_header(
     buf: &[u8],
     role: Role,
 ) -> Result<Decoded<(FrameHeader, usize)>, ProtocolError> {
+    Ok(match parse(buf, role, false)? {
+        Decoded::Complete((header, len, _)) => Decoded::Complete((header, len)),
+        Decoded::Partial => Decoded::Partial,
+    })
+}
+
+/// [`parse_header`] for a connection that negotiated permessage-deflate: also returns whether
+/// RSV1, the "per-message compressed" bit, is set (RFC 7692 §6).
+///
+/// RSV1 is accepted on text and binary frames only, which always start a message (a new data
+/// frame inside a fragmented message is the session's [`ProtocolError::ExpectedContinuation`]).
+/// On a continuation or control frame it is [`ProtocolError::CompressedBitMisplaced`]
+/// (§6.1: "An endpoint MUST NOT set the 'Per-Message Compressed' bit of control frames and
+/// non-first fragments"). It is checked in step 1 after the opcode, so from byte 0 alone;
+/// RSV2 and RSV3 are still [`ProtocolError::ReservedBits`]. The other checks are unchanged.
+pub fn parse_header_deflate(
+    buf: &[u8],
+    role: Role,
+) -> Result<Decoded<(FrameHeader, usize, bool)>, ProtocolError> {
+    parse(buf, role, true)
+}
+
+/// [`parse_header`], with RSV1 allowed on data frames when `deflate`; also returns RSV1.
+fn parse(
+    buf: &[u8],
+    role: Role,
+    deflate: bool,
+) -> Result<Decoded<(FrameHeader, usize, bool)>, ProtocolError> {
     let Some(&b0) = buf.first() else {
         return Ok(Decoded::Partial);
     };
-    if b0 & RSV_BITS != 0 {
+    let allowed = if deflate { RSV1 } else { 0 };
+    if b0 & RSV_BITS & !allowed != 0 {
         return Err(ProtocolError::ReservedBits);
     }
     let opcode = OpCode::from_u8(b0 & OPCODE_BITS).ok_or(ProtocolError::ReservedOpcode)?;
+    let compressed = b0 & RSV1 != 0;
+    if compressed && (opcode.is_control() || opcode == OpCode::Continuation) {
+        return Err(ProtocolError::CompressedBitMisplaced);
+    }
     let fin = b0 & FIN_BIT != 0;
     if opcode.is_control() && !fin {
         return Err(ProtocolError::FragmentedControlFrame);
@@ -187,7 +227,7 @@ pub fn parse_header(
         mask,
         payload_len,
     };
-    Ok(Decoded::Complete((header, len)))
+    Ok(Decoded::Complete((header, len, compressed)))
 }
 
 /// The header bytes for `header` in a stack buffer, and how many of them are used.
@@ -278,6 +318,18 @@ fn encode_parts(opcode: OpCode, parts: &[&[u8]], mask: Option<[u8; 4]>) -> Vec<u
 /// Encodes a whole unmasked, unfragmented frame (what a server sends).
 pub fn encode_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     encode_parts(opcode, &[payload], None)
+}
+
+/// Encodes a whole unmasked, unfragmented data frame with RSV1 set: `payload` is a message
+/// already compressed for permessage-deflate (RFC 7692 §6.1, §7.2.1).
+pub fn encode_compressed_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    debug_assert!(
+        !opcode.is_control() && opcode != OpCode::Continuation,
+        "RFC 7692 §6.1: RSV1 only on the first frame of a data message"
+    );
+    let mut out = encode_parts(opcode, &[payload], None);
+    out[0] |= RSV1;
+    out
 }
 
 /// Encodes a whole masked, unfragmented frame (what a client sends).

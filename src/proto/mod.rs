@@ -9,12 +9,15 @@
 //! - [`request`]: the HTTP/1.1 request layer both share: policy, refusals, header helpers.
 //! - [`http`]: the small HTTP API on the same port (publish, channels, metrics, health).
 //! - [`frame`]: frame header parse and encode (§5.2), opcodes.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, compress once per broadcast,
+//!   bounded inflation.
 //! - [`mask`]: client-to-server masking (§5.3), fast and naive.
 //! - [`utf8`]: streaming, fail-fast UTF-8 validation of text messages (§5.6, §8.1).
 //! - [`close`]: close codes and close-frame payloads (§5.5.1, §7.4).
 //! - [`session`]: one connection's protocol state after the handshake.
 
 pub mod close;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod http;
@@ -61,13 +64,21 @@ pub enum ProtocolError {
     InvalidClosePayload,
     /// A close frame carried a code that may not be sent on the wire (§7.4).
     InvalidCloseCode,
-    /// A message was larger than the configured maximum.
+    /// A message was larger than the configured maximum (for a compressed message: once
+    /// inflated, or on the wire beyond what DEFLATE can expand it to).
     MessageTooBig,
+    /// RSV1, permessage-deflate's "per-message compressed" bit, was set on a control frame or
+    /// a continuation frame (RFC 7692 §6.1).
+    CompressedBitMisplaced,
+    /// A compressed message was not valid DEFLATE data (RFC 7692 §7.2.2). RFC 7692 names no
+    /// code; 1007 ("data not consistent with the type of the message", §7.4.1), like invalid
+    /// UTF-8: the frames were well formed, their content was not. Node's `ws` does the same.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// Every error (for tests that check them all).
-    pub const ALL: [ProtocolError; 13] = {
+    pub const ALL: [ProtocolError; 15] = {
         use ProtocolError::*;
         [
             ReservedBits,
@@ -83,13 +94,17 @@ impl ProtocolError {
             InvalidClosePayload,
             InvalidCloseCode,
             MessageTooBig,
+            CompressedBitMisplaced,
+            InvalidCompressedData,
         ]
     };
 
     /// The close code the connection is closed with (§7.4.1).
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                close::INVALID_PAYLOAD
+            }
             ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
@@ -111,6 +126,10 @@ impl ProtocolError {
             ProtocolError::InvalidClosePayload => "invalid close payload",
             ProtocolError::InvalidCloseCode => "invalid close code",
             ProtocolError::MessageTooBig => "message too big",
+            ProtocolError::CompressedBitMisplaced => {
+                "compressed bit on a control or continuation frame"
+            }
+            ProtocolError::InvalidCompressedData => "invalid compressed data",
         }
     }
 }

@@ -8,9 +8,16 @@
 //!
 //! Timers (ping interval, idle timeout, close wait) are state here too, but the clock is the
 //! caller's: every input that needs the time takes an `Instant`.
+//!
+//! With permessage-deflate negotiated ([`Session::with_deflate`], RFC 7692) a message whose
+//! first frame has RSV1 set is compressed. Its compressed bytes are gathered like any
+//! fragmented message (the limit on them is [`compressed_limit`]), and only once it is whole
+//! is it inflated, by the loop's [`Inflater`] handed to [`Session::handle_bytes_with`], then
+//! checked as UTF-8 if it is text. So no inflate state lives in a session between calls.
 
 use std::time::{Duration, Instant};
 
+use super::deflate::{Inflater, compressed_limit};
 use super::frame::{self, FrameHeader, OpCode, Role};
 use super::utf8::Utf8Validator;
 use super::{Decoded, ProtocolError, close, mask};
@@ -92,6 +99,8 @@ struct InFrame {
     header: FrameHeader,
     key: [u8; 4],
     received: u64,
+    /// RSV1: this frame starts a compressed message.
+    compressed: bool,
 }
 
 /// A fragmented or partly received data message.
@@ -103,15 +112,18 @@ struct InMessage {
     /// Payload bytes received so far (what `--max-message` limits).
     len: u64,
     utf8: Utf8Validator,
+    /// `buf` holds compressed bytes, inflated (and UTF-8 checked) once the message is whole.
+    compressed: bool,
 }
 
 impl InMessage {
-    fn new(opcode: OpCode) -> Box<Self> {
+    fn new(opcode: OpCode, compressed: bool) -> Box<Self> {
         Box::new(InMessage {
             opcode,
             buf: Vec::new(),
             len: 0,
             utf8: Utf8Validator::new(),
+            compressed,
         })
     }
 }
@@ -133,6 +145,8 @@ pub struct Session {
     next_ping: Instant,
     /// We started the close (see [`Session::is_open`]).
     close_started: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 impl Session {
@@ -149,7 +163,22 @@ impl Session {
             last_activity: now,
             next_ping: now + limits.ping_interval,
             close_started: false,
+            deflate: false,
         }
+    }
+
+    /// A session whose handshake agreed on permessage-deflate: a data message whose first
+    /// frame has RSV1 set is compressed. Feed it with [`Self::handle_bytes_with`].
+    pub fn with_deflate(limits: Limits, now: Instant) -> Self {
+        Session {
+            deflate: true,
+            ..Session::new(limits, now)
+        }
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> bool {
+        self.deflate
     }
 
     /// Heap bytes held for input not yet delivered: a partly received data message, and the
@@ -218,17 +247,44 @@ impl Session {
 
     /// Feeds bytes read from the peer at `now`. Returns how many were consumed and at most one
     /// event; call again with the rest until everything is consumed. `data` is unmasked in place.
+    ///
+    /// For a session without deflate. One [`Self::with_deflate`] also works, but inflates each
+    /// compressed message with a fresh [`Inflater`]: the loop should pass its own to
+    /// [`Self::handle_bytes_with`].
     pub fn handle_bytes<'a>(
         &mut self,
         data: &'a mut [u8],
         now: Instant,
+    ) -> (usize, Option<Event<'a>>) {
+        self.handle(data, now, None)
+    }
+
+    /// [`Self::handle_bytes`], inflating compressed messages with `inflater` (the loop's one,
+    /// reset for each message). A compressed message is always delivered as
+    /// [`Payload::Owned`]; past `max_message` bytes once inflated it is 1009, invalid DEFLATE
+    /// data is 1007 ([`ProtocolError::InvalidCompressedData`]) and so is text that is not
+    /// UTF-8. After we have sent our close, compressed messages are dropped without inflating.
+    pub fn handle_bytes_with<'a>(
+        &mut self,
+        data: &'a mut [u8],
+        now: Instant,
+        inflater: &mut Inflater,
+    ) -> (usize, Option<Event<'a>>) {
+        self.handle(data, now, Some(inflater))
+    }
+
+    fn handle<'a>(
+        &mut self,
+        data: &'a mut [u8],
+        now: Instant,
+        inflater: Option<&mut Inflater>,
     ) -> (usize, Option<Event<'a>>) {
         self.last_activity = now;
         let len = data.len();
         if self.state == State::Closed {
             return (len, None);
         }
-        match self.decode(data) {
+        match self.decode(data, inflater) {
             Ok(done) => done,
             Err(e) => {
                 // The stream cannot be trusted past a violation: fail the connection (§7.1.7),
@@ -245,6 +301,7 @@ impl Session {
     fn decode<'a>(
         &mut self,
         data: &'a mut [u8],
+        mut inflater: Option<&mut Inflater>,
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
         let total = data.len();
         // What is left of `data`; chunks are split off it so a borrowed payload can be returned.
@@ -256,7 +313,7 @@ impl Session {
                     let (used, header) = self.read_header(input)?;
                     input = &mut std::mem::take(&mut input)[used..];
                     match header {
-                        Some(header) => self.start_frame(header)?,
+                        Some((header, compressed)) => self.start_frame(header, compressed)?,
                         None => return Ok((total - input.len(), None)),
                     }
                 }
@@ -274,10 +331,15 @@ impl Session {
             if whole && f.header.fin && !opcode.is_control() && opcode != OpCode::Continuation {
                 self.frame = None;
                 mask::apply_mask(chunk, f.key, 0);
-                if opcode == OpCode::Text && simdutf8::basic::from_utf8(chunk).is_err() {
+                if f.compressed {
+                    if self.state == State::Open {
+                        let payload = self.inflate(chunk, opcode, inflater.as_deref_mut())?;
+                        let payload = Payload::Owned(payload);
+                        return Ok((consumed, Some(Event::Message { opcode, payload })));
+                    }
+                } else if opcode == OpCode::Text && simdutf8::basic::from_utf8(chunk).is_err() {
                     return Err(ProtocolError::InvalidUtf8);
-                }
-                if self.state == State::Open {
+                } else if self.state == State::Open {
                     let payload = Payload::Borrowed(chunk);
                     return Ok((consumed, Some(Event::Message { opcode, payload })));
                 }
@@ -287,7 +349,7 @@ impl Session {
                     return Ok((consumed, None));
                 }
                 self.frame = None;
-                if let Some(event) = self.finish_frame(f.header)? {
+                if let Some(event) = self.finish_frame(f.header, inflater.as_deref_mut())? {
                     return Ok((consumed, Some(event)));
                 }
             }
@@ -311,7 +373,9 @@ impl Session {
         if opcode.is_control() {
             mask::unmask_into(&mut self.control, chunk, f.key, offset);
         } else {
-            let m = self.message.get_or_insert_with(|| InMessage::new(opcode));
+            let m = self
+                .message
+                .get_or_insert_with(|| InMessage::new(opcode, f.compressed));
             m.len += chunk.len() as u64;
             let piece = if self.state == State::Open {
                 let start = m.buf.len();
@@ -321,7 +385,7 @@ impl Session {
                 mask::apply_mask(chunk, f.key, offset);
                 &chunk[..]
             };
-            if m.opcode == OpCode::Text && m.utf8.feed(piece).is_err() {
+            if m.opcode == OpCode::Text && !m.compressed && m.utf8.feed(piece).is_err() {
                 return Err(ProtocolError::InvalidUtf8);
             }
         }
@@ -332,13 +396,16 @@ impl Session {
         Ok(received == f.header.payload_len)
     }
 
-    /// Parses a header from saved bytes plus `input`: the header and the bytes of `input` it
-    /// used, or `None` with all of `input` saved when it is still incomplete.
-    fn read_header(&mut self, input: &[u8]) -> Result<(usize, Option<FrameHeader>), ProtocolError> {
+    /// Parses a header from saved bytes plus `input`: the header with its RSV1 bit and the
+    /// bytes of `input` it used, or `None` with all of `input` saved when it is incomplete.
+    fn read_header(
+        &mut self,
+        input: &[u8],
+    ) -> Result<(usize, Option<(FrameHeader, bool)>), ProtocolError> {
         let saved = self.header_len as usize;
         if saved == 0 {
-            return match frame::parse_header(input, Role::Server)? {
-                Decoded::Complete((h, len)) => Ok((len, Some(h))),
+            return match self.parse_header(input)? {
+                Decoded::Complete((h, len, rsv1)) => Ok((len, Some((h, rsv1)))),
                 Decoded::Partial => {
                     self.save_header(input);
                     Ok((input.len(), None))
@@ -347,10 +414,10 @@ impl Session {
         }
         let take = (frame::MAX_HEADER_LEN - saved).min(input.len());
         self.header_buf[saved..saved + take].copy_from_slice(&input[..take]);
-        match frame::parse_header(&self.header_buf[..saved + take], Role::Server)? {
-            Decoded::Complete((h, len)) => {
+        match self.parse_header(&self.header_buf[..saved + take])? {
+            Decoded::Complete((h, len, rsv1)) => {
                 self.header_len = 0;
-                Ok((len - saved, Some(h)))
+                Ok((len - saved, Some((h, rsv1))))
             }
             Decoded::Partial => {
                 self.header_len = (saved + take) as u8;
@@ -359,15 +426,35 @@ impl Session {
         }
     }
 
+    /// RSV1 is refused unless deflate was negotiated ([`frame::parse_header_deflate`]).
+    fn parse_header(
+        &self,
+        buf: &[u8],
+    ) -> Result<Decoded<(FrameHeader, usize, bool)>, ProtocolError> {
+        if self.deflate {
+            return frame::parse_header_deflate(buf, Role::Server);
+        }
+        Ok(match frame::parse_header(buf, Role::Server)? {
+            Decoded::Complete((h, len)) => Decoded::Complete((h, len, false)),
+            Decoded::Partial => Decoded::Partial,
+        })
+    }
+
     fn save_header(&mut self, input: &[u8]) {
         self.header_buf[..input.len()].copy_from_slice(input);
         self.header_len = input.len() as u8;
     }
 
-    /// Applies the message-level rules to a new frame's header (§5.4) and the size limit.
-    fn start_frame(&mut self, header: FrameHeader) -> Result<InFrame, ProtocolError> {
+    /// Applies the message-level rules to a new frame's header (§5.4) and the size limit (on
+    /// the wire: a compressed message is checked again once inflated).
+    fn start_frame(
+        &mut self,
+        header: FrameHeader,
+        compressed: bool,
+    ) -> Result<InFrame, ProtocolError> {
         let key = header.mask.ok_or(ProtocolError::UnmaskedFrame)?;
         let len = header.payload_len;
+        let max = self.limits.max_message;
         match header.opcode {
             op if op.is_control() => self.control.clear(),
             OpCode::Continuation => {
@@ -375,7 +462,12 @@ impl Session {
                     .message
                     .as_mut()
                     .ok_or(ProtocolError::UnexpectedContinuation)?;
-                if m.len + len > self.limits.max_message as u64 {
+                let limit = if m.compressed {
+                    compressed_limit(max)
+                } else {
+                    max as u64
+                };
+                if m.len + len > limit {
                     return Err(ProtocolError::MessageTooBig);
                 }
             }
@@ -383,11 +475,16 @@ impl Session {
                 if self.message.is_some() {
                     return Err(ProtocolError::ExpectedContinuation);
                 }
-                if len > self.limits.max_message as u64 {
+                let limit = if compressed {
+                    compressed_limit(max)
+                } else {
+                    max as u64
+                };
+                if len > limit {
                     return Err(ProtocolError::MessageTooBig);
                 }
                 if !header.fin {
-                    self.message = Some(InMessage::new(opcode));
+                    self.message = Some(InMessage::new(opcode, compressed));
                 }
             }
         }
@@ -395,15 +492,31 @@ impl Session {
             header,
             key,
             received: 0,
+            compressed,
         };
         self.frame = Some(f);
         Ok(f)
+    }
+
+    /// Inflates a whole compressed message and checks it (UTF-8 for text).
+    fn inflate(
+        &self,
+        compressed: &[u8],
+        opcode: OpCode,
+        inflater: Option<&mut Inflater>,
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let max = self.limits.max_message;
+        match inflater {
+            Some(inflater) => inflater.inflate_message(opcode, compressed, max),
+            None => Inflater::new().inflate_message(opcode, compressed, max),
+        }
     }
 
     /// A frame's payload is complete: act on it.
     fn finish_frame(
         &mut self,
         header: FrameHeader,
+        inflater: Option<&mut Inflater>,
     ) -> Result<Option<Event<'static>>, ProtocolError> {
         match header.opcode {
             OpCode::Ping => {
@@ -426,6 +539,17 @@ impl Session {
                 let Some(mut m) = self.message.take() else {
                     return Ok(None);
                 };
+                if m.compressed {
+                    // After our close nothing was kept: the message is dropped unread.
+                    if self.state != State::Open {
+                        return Ok(None);
+                    }
+                    let payload = self.inflate(&m.buf, m.opcode, inflater)?;
+                    return Ok(Some(Event::Message {
+                        opcode: m.opcode,
+                        payload: Payload::Owned(payload),
+                    }));
+                }
                 if m.opcode == OpCode::Text && m.utf8.finish().is_err() {
                     return Err(ProtocolError::InvalidUtf8);
                 }

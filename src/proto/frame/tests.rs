@@ -370,3 +370,79 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// `parse_header_deflate` on `bytes`: the result, and every prefix `Partial` or the same.
+fn check_deflate(
+    bytes: &[u8],
+    expected: Result<Decoded<(FrameHeader, usize, bool)>, ProtocolError>,
+) {
+    assert_eq!(
+        parse_header_deflate(bytes, Role::Server),
+        expected,
+        "{bytes:02x?}"
+    );
+    for n in 0..bytes.len() {
+        let prefix = parse_header_deflate(&bytes[..n], Role::Server);
+        assert!(
+            prefix == Ok(Partial) || prefix == expected,
+            "prefix {n}: {prefix:?}"
+        );
+    }
+}
+
+/// permessage-deflate headers (RFC 7692 §6): `name: [bytes] => expected;`, as a server.
+macro_rules! deflate_cases {
+    ($($name:ident: [$($byte:expr),* $(,)?] => $expected:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check_deflate(&[$($byte),*], $expected);
+        }
+    )*};
+}
+
+deflate_cases! {
+    deflate_rsv1_text: [0xC1, 0x85, 1, 2, 3, 4]
+        => Ok(Complete((hdr(true, OpCode::Text, Some([1, 2, 3, 4]), 5), 6, true)));
+    deflate_rsv1_first_fragment: [0x42, 0x80, 1, 2, 3, 4]
+        => Ok(Complete((hdr(false, OpCode::Binary, Some([1, 2, 3, 4]), 0), 6, true)));
+    deflate_no_rsv1: [0x81, 0x80, 1, 2, 3, 4]
+        => Ok(Complete((hdr(true, OpCode::Text, Some([1, 2, 3, 4]), 0), 6, false)));
+    deflate_rsv1_continuation: [0xC0] => Err(CompressedBitMisplaced);
+    deflate_rsv1_unfinished_continuation: [0x40, 0x80] => Err(CompressedBitMisplaced);
+    deflate_rsv1_ping: [0xC9] => Err(CompressedBitMisplaced);
+    deflate_rsv1_pong: [0xCA, 0x80] => Err(CompressedBitMisplaced);
+    deflate_rsv1_close: [0xC8] => Err(CompressedBitMisplaced);
+    deflate_rsv2_still_reserved: [0xA1] => Err(ReservedBits);
+    deflate_rsv1_and_rsv3: [0xD1] => Err(ReservedBits);
+    deflate_rsv1_reserved_opcode: [0xC3] => Err(ReservedOpcode);
+    deflate_rsv1_unmasked: [0xC1, 0x05] => Err(UnmaskedFrame);
+}
+
+#[test]
+fn rfc7692_compressed_hello_frame() {
+    // RFC 7692 §7.2.3.1: "Hello" compressed, in one unmasked text frame with RSV1.
+    let payload = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let bytes = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    assert_eq!(encode_compressed_frame(OpCode::Text, &payload), bytes);
+    assert_eq!(
+        parse_header_deflate(&bytes, Role::Client),
+        Ok(Complete((hdr(true, OpCode::Text, None, 7), 2, true)))
+    );
+    assert_eq!(parse_header(&bytes, Role::Client), Err(ReservedBits));
+}
+
+proptest! {
+    #[test]
+    fn deflate_parse_agrees_without_rsv1(mut bytes in prop::collection::vec(any::<u8>(), 0..=MAX_HEADER_LEN)) {
+        if let Some(b0) = bytes.first_mut() {
+            *b0 &= !RSV1;
+        }
+        for role in [Role::Server, Role::Client] {
+            let plain = parse_header(&bytes, role).map(|d| match d {
+                Complete((h, len)) => Complete((h, len, false)),
+                Partial => Partial,
+            });
+            prop_assert_eq!(parse_header_deflate(&bytes, role), plain);
+        }
+    }
+}
