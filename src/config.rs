@@ -62,6 +62,16 @@ pub enum SlowConsumer {
     Drop,
 }
 
+/// What to do with a client over `--max-client-rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimit {
+    /// Close it with 1008 "rate limit" (a chat member flooding a room).
+    Close,
+    /// Drop its messages over the limit, and count them.
+    Drop,
+}
+
 /// How many event loops to run (`--threads`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threads {
@@ -195,6 +205,51 @@ pub struct Config {
     #[arg(long, env = "FANOUT_PUBLISH_TOKEN", hide_env_values = true)]
     #[arg(value_name = "TOKEN")]
     pub publish_token: Option<String>,
+
+    /// Whether WebSocket clients may publish. With false they only receive, a data message
+    /// closes the connection with 1008 "publishing not allowed", and publishing is left to
+    /// POST /publish and Handle::publish (a dashboard feed whose viewers must not push).
+    #[arg(long, env = "FANOUT_CLIENT_PUBLISH", value_name = "BOOL")]
+    #[arg(default_value = "true", value_parser = BoolishValueParser::new())]
+    #[arg(action = clap::ArgAction::Set)]
+    pub client_publish: bool,
+
+    /// HMAC secret (HS256, at least 32 bytes) that signs connection tokens (JWT). With it or
+    /// --auth-public-key, every WebSocket upgrade needs a valid token whose `channels` claim
+    /// covers the channel. Prefer the environment variable or the config file: `ps` shows
+    /// flags.
+    #[arg(long, env = "FANOUT_AUTH_HMAC_SECRET", hide_env_values = true)]
+    #[arg(value_name = "SECRET")]
+    pub auth_hmac_secret: Option<String>,
+
+    /// Public key (PEM: RSA for RS256, P-256 for ES256, P-384 for ES384, Ed25519 for EdDSA)
+    /// that verifies connection tokens; see --auth-hmac-secret.
+    #[arg(long, env = "FANOUT_AUTH_PUBLIC_KEY", value_name = "FILE")]
+    pub auth_public_key: Option<PathBuf>,
+
+    /// Bearer token that GET /channels, /channels/{name} and /metrics require when set
+    /// (Prometheus sends it with `authorization: {credentials: ...}`); /healthz stays open.
+    #[arg(long, env = "FANOUT_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+
+    /// Most messages per second one WebSocket client may publish (a token bucket; see
+    /// --max-client-burst and --rate-limit). Unset: no limit.
+    #[arg(long, env = "FANOUT_MAX_CLIENT_RATE", value_name = "N")]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_client_rate: Option<u32>,
+
+    /// How many messages a client may send at once above --max-client-rate. Default: one
+    /// second's worth (the rate).
+    #[arg(long, env = "FANOUT_MAX_CLIENT_BURST", value_name = "N")]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_client_burst: Option<u32>,
+
+    /// What happens to a client over --max-client-rate: close it with 1008 "rate limit", or
+    /// drop its extra messages (counted).
+    #[arg(long, env = "FANOUT_RATE_LIMIT", value_name = "POLICY")]
+    #[arg(value_enum, default_value = "close")]
+    pub rate_limit: RateLimit,
 
     /// Broadcast frames each channel keeps for late joiners, sent right after the 101. Default
     /// 0: history holds memory per channel and changes what a new subscriber first sees, so a

@@ -12,6 +12,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use crate::auth::Bucket;
 use crate::broadcast::{MAX_IOVECS, OutQueue, SharedFrame};
 use crate::hub::Subscription;
 use crate::metrics::Stats;
@@ -36,8 +37,10 @@ pub enum Phase {
     Open {
         /// Protocol state.
         session: Session,
-        /// Where it sits in the registry.
+        /// Where it sits in its loop's hub.
         sub: Subscription,
+        /// What it may do beyond receiving.
+        access: Access,
     },
     /// The last bytes (a refusal or a close frame) are queued. When they are written our side
     /// is shut down; the connection is dropped at the peer's EOF or at `deadline`, whichever
@@ -52,6 +55,33 @@ pub enum Phase {
         /// written out.
         peer_eof: bool,
     },
+}
+
+/// What an open connection may do beyond receiving, set at the upgrade from the flags and its
+/// token. Free when no token or rate limit applies (`limits` is `None`).
+#[derive(Debug)]
+pub struct Access {
+    /// It may publish: `--client-publish`, and with tokens, its `publish` claim.
+    pub may_publish: bool,
+    /// When its token expires and how fast it may publish, when either applies.
+    pub limits: Option<Box<AccessLimits>>,
+}
+
+/// The costlier half of [`Access`], boxed so that connections without a token or a rate limit
+/// do not carry it.
+#[derive(Debug)]
+pub struct AccessLimits {
+    /// When its token expires: it is closed then with 1008 "token expired".
+    pub expires: Option<Instant>,
+    /// `--max-client-rate`.
+    pub bucket: Option<Bucket>,
+}
+
+impl Access {
+    /// When the token expires, if it does.
+    pub fn expires(&self) -> Option<Instant> {
+        self.limits.as_ref().and_then(|l| l.expires)
+    }
 }
 
 /// What a flush achieved.
@@ -277,7 +307,13 @@ impl Connection {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Http { deadline, .. } | Phase::Closing { deadline, .. } => Some(*deadline),
-            Phase::Open { session, .. } => session.poll_timeout(),
+            // A token's expiry matters until the session closes (for any reason).
+            Phase::Open {
+                session, access, ..
+            } => match (session.poll_timeout(), access.expires().filter(|_| session.is_open())) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fmt::Write;
 
+use crate::auth::AuthError;
 use crate::hub::HubStats;
 
 /// Counts by a small code (an HTTP status, a close code) in a fixed array. Codes past its
@@ -91,6 +92,17 @@ impl Merge for u64 {
     }
 }
 
+impl Merge for [u64; AUTH_ERRORS] {
+    fn merge(&mut self, other: &Self) {
+        for (a, b) in self.iter_mut().zip(other) {
+            *a += b;
+        }
+    }
+}
+
+/// Room for every [`AuthError`] in [`Stats::auth_refusals`].
+pub const AUTH_ERRORS: usize = 16;
+
 impl Merge for ByCode {
     fn merge(&mut self, other: &ByCode) {
         ByCode::merge(self, other);
@@ -138,6 +150,16 @@ stats! {
     /// `Handle::publish` messages not delivered because their channel would have had to be
     /// created past `--max-channels` (clients and HTTP publishers get a 503 instead).
     channel_refusals: u64,
+    /// Messages from clients refused because they may not publish (`--client-publish false`,
+    /// or their token's `publish` claim): the connection is closed with 1008.
+    publish_refusals: u64,
+    /// Upgrades and publishes refused for their token, by [`AuthError`] (its index in
+    /// [`AuthError::ALL`]).
+    auth_refusals: [u64; AUTH_ERRORS],
+    /// Client messages over `--max-client-rate` (closed or dropped per `--rate-limit`).
+    rate_limited: u64,
+    /// Connections closed with 1008 "token expired".
+    token_expired: u64,
     /// Batches of messages handed to other loops (one per target loop per turn at most).
     handoffs: u64,
     /// Messages handed to other loops, counted once per target loop.
@@ -145,6 +167,13 @@ stats! {
 }
 
 impl Stats {
+    /// Counts a refusal for a token, if `refusal` is one.
+    pub fn auth_refused(&mut self, refusal: &crate::proto::handshake::Refusal) {
+        if let Some(i) = AuthError::ALL.iter().position(|e| e.refusal() == *refusal) {
+            self.auth_refusals[i] += 1;
+        }
+    }
+
     /// Counts a close frame about to be sent (its code is in bytes 2–3).
     pub fn close_sent(&mut self, frame: &[u8]) {
         if let [_, _, hi, lo, ..] = *frame {
@@ -190,7 +219,22 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
         }
     };
     let one = |v: u64| [(String::new(), v)];
-    let counters: [(&str, &str, u64); 21] = [
+    let counters: [(&str, &str, u64); 24] = [
+        (
+            "fanout_client_publish_refusals",
+            "Client messages refused (not allowed to publish there): closed with 1008.",
+            stats.publish_refusals,
+        ),
+        (
+            "fanout_rate_limited",
+            "Client messages over --max-client-rate.",
+            stats.rate_limited,
+        ),
+        (
+            "fanout_token_expired_closes",
+            "Connections closed with 1008 token expired.",
+            stats.token_expired,
+        ),
         (
             "fanout_connections_accepted",
             "TCP connections accepted.",
@@ -331,6 +375,15 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
         "POST /publish requests answered, by status.",
         &stats.publishes.samples("status"),
     );
+    let auth: Vec<(String, u64)> = (AuthError::ALL.iter().zip(stats.auth_refusals))
+        .map(|(e, n)| (format!("{{reason=\"{}\"}}", snake(&format!("{e:?}"))), n))
+        .collect();
+    metric(
+        "fanout_auth_refusals",
+        "counter",
+        "Upgrades and publishes refused for their token, by reason.",
+        &auth,
+    );
     metric(
         "fanout_loops",
         "gauge",
@@ -367,6 +420,18 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
         "Channels that exist.",
         &one(gauges.channels as u64),
     );
+    out
+}
+
+/// `MissingToken` as `missing_token`.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
     out
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::auth::AuthKeys;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::HubStats;
@@ -53,6 +54,8 @@ pub struct Node {
     pub input_memory: AtomicUsize,
     /// Each loop's way in.
     pub links: Arc<[Link]>,
+    /// The keys that verify connection tokens (`--auth-*`); `None`: no token needed.
+    pub auth: Option<AuthKeys>,
     snapshots: Vec<Mutex<Snapshot>>,
 }
 
@@ -63,8 +66,10 @@ impl Node {
         max_connections: usize,
         directory: Directory,
         links: Arc<[Link]>,
+        auth: Option<AuthKeys>,
     ) -> Node {
         Node {
+            auth,
             config,
             max_connections,
             directory: Arc::new(Mutex::new(directory)),

@@ -21,6 +21,7 @@ use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use tracing::info;
 
+use crate::auth::AuthKeys;
 use crate::config::{self, Config};
 use crate::directory::Directory;
 use crate::inbox::{self, Handle};
@@ -56,6 +57,11 @@ impl Server {
                 ));
             }
         }
+        let auth = AuthKeys::from_config(
+            config.auth_hmac_secret.as_deref(),
+            config.auth_public_key.as_deref(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let threads = config.threads.resolve();
         let reuse_port = threads > 1;
         let first = listen(config.listen, reuse_port)?;
@@ -83,7 +89,13 @@ impl Server {
             config.max_history_memory,
         )
         .with_max_channels(config.max_channels);
-        let node = Arc::new(Node::new(config, max_connections, directory, links.into()));
+        let node = Arc::new(Node::new(
+            config,
+            max_connections,
+            directory,
+            links.into(),
+            auth,
+        ));
         let mut first = Some(first);
         let loops = (parts.into_iter().enumerate())
             .map(|(i, (poll, listener, inbox))| {

@@ -50,10 +50,32 @@ fn demo_page_in_headless_chromium() {
     }
 
     let server = TestServer::start(|_| {});
+    run_scenario(&dir, &chromium, &server, &[]);
+    server.stop();
+
+    // A server that wants tokens: the demo page with one pasted in.
+    const SECRET: &str = "the browser test's secret, 32+ bytes";
+    let server = TestServer::start(|c| c.auth_hmac_secret = Some(SECRET.into()));
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({"exp": exp, "channels": ["browser-*"], "publish": ["browser-*"]});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    run_scenario(&dir, &chromium, &server, &["--token", &token]);
+    server.stop();
+}
+
+/// Runs `run.mjs` against `server` with `args`; fails the test with its output unless it
+/// passes.
+fn run_scenario(dir: &Path, chromium: &Path, server: &TestServer, args: &[&str]) {
     let child = Command::new("node")
         .arg(dir.join("run.mjs"))
         .arg(format!("http://{}/", server.addr))
-        .env("CHROMIUM", &chromium)
+        .args(args)
+        .env("CHROMIUM", chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,7 +87,6 @@ fn demo_page_in_headless_chromium() {
         status == Some(0),
         "browser scenario failed (exit {status:?}); its output is above"
     );
-    server.stop();
 }
 
 /// Waits for `child`, killing it after `timeout`; returns its exit code (`None` if killed or by

@@ -4,14 +4,14 @@
 use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Config, ConfigError, SlowConsumer, Threads, format_duration, format_size, parse_duration,
-    parse_size, parse_threads,
+    Config, ConfigError, RateLimit, SlowConsumer, Threads, format_duration, format_size,
+    parse_duration, parse_size, parse_threads,
 };
 
 pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -75,6 +75,13 @@ pub(super) struct FileConfig {
     #[serde(with = "duration")]
     shutdown_timeout: Option<Duration>,
     publish_token: Option<String>,
+    client_publish: Option<bool>,
+    auth_hmac_secret: Option<String>,
+    auth_public_key: Option<PathBuf>,
+    admin_token: Option<String>,
+    max_client_rate: Option<u32>,
+    max_client_burst: Option<u32>,
+    rate_limit: Option<RateLimit>,
     history: Option<usize>,
     #[serde(with = "duration")]
     history_ttl: Option<Duration>,
@@ -100,7 +107,9 @@ impl FileConfig {
         layer! {
             listen, threads, default_channel, echo, allowed_origins, handshake_timeout, max_message,
             max_backpressure, max_input_memory, slow_consumer, ping_interval, idle_timeout,
-            max_connections, close_timeout, shutdown_timeout, publish_token, history,
+            max_connections, close_timeout, shutdown_timeout, publish_token, client_publish,
+            auth_hmac_secret, auth_public_key, admin_token, max_client_rate, max_client_burst,
+            rate_limit, history,
             history_ttl, max_history_memory, max_channels, socket_send_buffer
         }
     }
@@ -125,6 +134,13 @@ impl From<&Config> for FileConfig {
             close_timeout: Some(c.close_timeout),
             shutdown_timeout: Some(c.shutdown_timeout),
             publish_token: c.publish_token.clone(),
+            client_publish: Some(c.client_publish),
+            auth_hmac_secret: c.auth_hmac_secret.clone(),
+            auth_public_key: c.auth_public_key.clone(),
+            admin_token: c.admin_token.clone(),
+            max_client_rate: c.max_client_rate,
+            max_client_burst: c.max_client_burst,
+            rate_limit: Some(c.rate_limit),
             history: Some(c.history),
             history_ttl: Some(c.history_ttl),
             max_history_memory: Some(c.max_history_memory),

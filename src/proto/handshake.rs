@@ -19,6 +19,7 @@ use super::Decoded;
 use super::http::{self, HttpRequest};
 pub use super::request::{MAX_CHANNEL_LEN, MAX_HEADERS, Policy, Refusal, is_channel};
 use super::request::{has_token, list, trim, values};
+use crate::auth::{self, Grant};
 
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (§1.3).
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -32,6 +33,9 @@ pub struct Upgrade {
     pub selected_protocol: bool,
     /// The `Sec-WebSocket-Accept` value.
     pub accept: String,
+    /// What the client's token allows (with `--auth-*`): when it expires, where it may
+    /// publish.
+    pub grant: Option<Grant>,
 }
 
 /// A request the handshake accepted.
@@ -134,7 +138,9 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
             }
         }
     }
-    let (channel, selected_protocol) = match list(headers, "Sec-WebSocket-Protocol").next() {
+    // A `bearer.<JWT>` offer carries a token, never a channel (see `crate::auth`).
+    let offers = list(headers, "Sec-WebSocket-Protocol");
+    let (channel, selected_protocol) = match auth::channel_offers(offers).next() {
         Some(offer) if is_channel(offer) => (offer.iter().map(|&b| char::from(b)).collect(), true),
         Some(_) => return Err(Refusal::INVALID_CHANNEL),
         None => (
@@ -145,10 +151,22 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
             false,
         ),
     };
+    let grant = match policy.auth {
+        Some(keys) => {
+            let token = auth::find_token(
+                list(headers, "Sec-WebSocket-Protocol"),
+                req.path.unwrap_or(""),
+                values(headers, "Authorization"),
+            )?;
+            Some(keys.authorize_join(token.as_ref(), &channel, policy.now_unix)?)
+        }
+        None => None,
+    };
     Ok(Request::Upgrade(Upgrade {
         channel,
         selected_protocol,
         accept: accept_key(key),
+        grant,
     }))
 }
 

@@ -90,6 +90,12 @@ pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Htt
         if !get {
             return Err(Refusal::GET_ONLY);
         }
+        if matches!(
+            route,
+            Route::Metrics | Route::Channels { .. } | Route::Channel(_)
+        ) {
+            admin(req.headers, policy)?;
+        }
         route
     };
     let close = list(req.headers, "Connection").any(|t| t.eq_ignore_ascii_case(b"close"));
@@ -100,23 +106,62 @@ pub fn route(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Htt
     })
 }
 
+/// The bearer token of `Authorization` (the scheme is case-insensitive, RFC 7235 §2.1), or
+/// 401 when there is none.
+fn bearer<'h>(headers: &'h [httparse::Header<'_>]) -> Result<&'h [u8], Refusal> {
+    let given = trim(header(headers, "Authorization").ok_or(Refusal::UNAUTHORIZED)?);
+    match given.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"Bearer ") => Ok(trim(token)),
+        _ => Err(Refusal::UNAUTHORIZED),
+    }
+}
+
+/// With `--admin-token`, the operator endpoints need it as a bearer token.
+fn admin(headers: &[httparse::Header<'_>], policy: &Policy<'_>) -> Result<(), Refusal> {
+    let Some(token) = policy.admin_token else {
+        return Ok(());
+    };
+    let given = bearer(headers).map_err(|_| Refusal::ADMIN_UNAUTHORIZED)?;
+    if token_matches(given, token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::ADMIN_FORBIDDEN)
+    }
+}
+
+/// Who may publish: anyone, without `--publish-token` or `--auth-*`; otherwise a bearer token
+/// that is the publish token, or (with `--auth-*`) a valid JWT, returned so that its `publish`
+/// claim can be checked against the channel. Checked before the channel name, so an
+/// unauthenticated client learns nothing about names.
+fn credentials(
+    headers: &[httparse::Header<'_>],
+    policy: &Policy<'_>,
+) -> Result<Option<crate::auth::Grant>, Refusal> {
+    if policy.publish_token.is_none() && policy.auth.is_none() {
+        return Ok(None);
+    }
+    let given = bearer(headers)?;
+    if let Some(token) = policy.publish_token {
+        if token_matches(given, token.as_bytes()) {
+            return Ok(None);
+        }
+    }
+    match policy.auth {
+        Some(keys) => Ok(Some(keys.verify(given, policy.now_unix)?)),
+        None => Err(Refusal::FORBIDDEN_TOKEN),
+    }
+}
+
 fn publish(
     headers: &[httparse::Header<'_>],
     channel: &str,
     policy: &Policy<'_>,
 ) -> Result<Route, Refusal> {
-    if let Some(token) = policy.publish_token {
-        let given = trim(header(headers, "Authorization").ok_or(Refusal::UNAUTHORIZED)?);
-        // The auth scheme is case-insensitive (RFC 7235 §2.1); `bearer x` is a Bearer token.
-        let bearer = match given.split_at_checked(7) {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"Bearer ") => token,
-            _ => return Err(Refusal::UNAUTHORIZED),
-        };
-        if !token_matches(trim(bearer), token.as_bytes()) {
-            return Err(Refusal::FORBIDDEN_TOKEN);
-        }
-    }
+    let grant = credentials(headers, policy)?;
     let channel = path_channel(channel)?;
+    if grant.is_some_and(|g| !g.may_publish(&channel)) {
+        return Err(crate::auth::AuthError::ForbiddenPublish.into());
+    }
     if header(headers, "Transfer-Encoding").is_some() {
         return Err(Refusal::LENGTH_REQUIRED);
     }

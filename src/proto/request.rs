@@ -4,6 +4,8 @@
 //! [`super::http`]; they depend on it (and the handshake, which reads every request head
 //! first, on the API's router).
 
+use crate::auth::AuthKeys;
+
 /// Most header lines a request may carry; more is refused with 431 rather than grown into, so
 /// parsing needs no allocation. Browsers send about 15.
 pub const MAX_HEADERS: usize = 64;
@@ -22,8 +24,17 @@ pub struct Policy<'a> {
     pub max_header_bytes: usize,
     /// Largest `POST /publish` body accepted; a larger one is refused with 413.
     pub max_message: usize,
-    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    /// When set, `POST /publish` needs `Authorization: Bearer <token>` (or, with `auth`, a
+    /// JWT whose `publish` claim covers the channel).
     pub publish_token: Option<&'a str>,
+    /// When set, every WebSocket upgrade needs a valid JWT granting its channel, and a
+    /// `POST /publish` may present one (see [`crate::auth`]).
+    pub auth: Option<&'a AuthKeys>,
+    /// The time, in seconds since the Unix epoch, tokens are checked against.
+    pub now_unix: u64,
+    /// When set, `GET /channels`, `/channels/{name}` and `/metrics` need
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: Option<&'a str>,
 }
 
 /// A refused request: a complete HTTP response is sent, then the connection is closed.
@@ -149,6 +160,14 @@ impl Refusal {
     );
     /// A wrong bearer token.
     pub const FORBIDDEN_TOKEN: Self = Self::new_with(403, "wrong publish token", "");
+    /// An operator endpoint without `Authorization` while `--admin-token` is set.
+    pub const ADMIN_UNAUTHORIZED: Self = Self::new_with(
+        401,
+        "missing Authorization: Bearer admin token",
+        "WWW-Authenticate: Bearer\r\n",
+    );
+    /// An operator endpoint with a wrong admin token.
+    pub const ADMIN_FORBIDDEN: Self = Self::new_with(403, "wrong admin token", "");
     /// A publish without `Content-Length` (or with chunked encoding, which is not supported).
     pub const LENGTH_REQUIRED: Self = Self::new_with(
         411,
@@ -202,7 +221,7 @@ impl Refusal {
 impl Refusal {
     /// Every refusal the server can send, handshake and API alike (for tests that check them
     /// all: distinct reasons, standard status phrases, JSON bodies).
-    pub const ALL: [Refusal; 31] = [
+    pub const ALL: [Refusal; 33] = [
         Refusal::HEAD_TOO_LARGE,
         Refusal::TOO_MANY_HEADERS,
         Refusal::MALFORMED,
@@ -223,6 +242,8 @@ impl Refusal {
         Refusal::TIMEOUT,
         Refusal::UNAUTHORIZED,
         Refusal::FORBIDDEN_TOKEN,
+        Refusal::ADMIN_UNAUTHORIZED,
+        Refusal::ADMIN_FORBIDDEN,
         Refusal::LENGTH_REQUIRED,
         Refusal::BAD_LENGTH,
         Refusal::TOO_LARGE,

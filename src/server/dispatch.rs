@@ -6,7 +6,12 @@ use tracing::{debug, info};
 
 use super::event_loop::{INBOX_BATCH, Loop};
 use crate::broadcast::{self, SharedFrame};
-use crate::connection::Phase;
+use std::num::NonZeroU32;
+
+use super::http::unix_now;
+use crate::auth::{self, Bucket};
+use crate::config::RateLimit;
+use crate::connection::{Access, AccessLimits, Phase};
 use crate::directory::TooManyChannels;
 use crate::inbox::Command;
 use crate::proto::handshake::{self, Refusal};
@@ -37,10 +42,12 @@ impl Loop {
             self.refuse(key, Refusal::TOO_MANY_CHANNELS);
             return false;
         };
+        let access = self.access(up);
         let conn = &mut self.conns[key];
         conn.phase = Phase::Open {
             session: Session::new(self.limits, self.now),
             sub,
+            access,
         };
         self.stats.upgraded += 1;
         self.enqueue(key, handshake::upgrade_response(up));
@@ -74,7 +81,12 @@ impl Loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let Phase::Open { session, sub } = &mut conn.phase else {
+            let Phase::Open {
+                session,
+                sub,
+                access,
+            } = &mut conn.phase
+            else {
                 return;
             };
             if used_up {
@@ -91,6 +103,19 @@ impl Loop {
                 None => {}
                 Some(Event::Message { opcode, payload }) => {
                     self.stats.messages_in += 1;
+                    if !access.may_publish {
+                        self.stats.publish_refusals += 1;
+                        self.close_open(key, "publishing not allowed");
+                        continue;
+                    }
+                    let bucket = access.limits.as_mut().and_then(|l| l.bucket.as_mut());
+                    if bucket.is_some_and(|b| !b.try_take(self.now)) {
+                        self.stats.rate_limited += 1;
+                        if self.config.rate_limit == RateLimit::Close {
+                            self.close_open(key, "rate limit");
+                        }
+                        continue;
+                    }
                     let frame = broadcast::encode(opcode, &payload);
                     self.turn_bytes += frame.len();
                     self.turn_work += self.hub.publish(channel, frame, Some(key));
@@ -270,12 +295,55 @@ impl Loop {
         self.begin_closing(key, Some(response));
     }
 
+    /// What a connection upgraded with `up` may do: publish per `--client-publish` and its
+    /// token, until its token expires, at `--max-client-rate`.
+    fn access(&self, up: &handshake::Upgrade) -> Access {
+        let grant = up.grant.as_ref();
+        let may_publish =
+            self.config.client_publish && grant.is_none_or(|g| g.may_publish(&up.channel));
+        let expires = grant.map(|g| self.now + g.remaining(unix_now()));
+        let bucket = self.config.max_client_rate.map(|rate| {
+            let rate = NonZeroU32::new(rate).expect("--max-client-rate is at least 1");
+            let burst = self.config.max_client_burst.and_then(NonZeroU32::new);
+            Bucket::new(rate, burst.unwrap_or(rate), self.now)
+        });
+        let limits = (expires.is_some() || bucket.is_some())
+            .then(|| Box::new(AccessLimits { expires, bucket }));
+        Access {
+            may_publish,
+            limits,
+        }
+    }
+
+    /// Closes an open connection with 1008 `reason` (a policy it broke: publishing, its rate,
+    /// its token's time); what was published to it before still goes out first.
+    pub(super) fn close_open(&mut self, key: usize, reason: &str) {
+        self.settle_channel_of(key);
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(f) = conn.close(close::POLICY_VIOLATION, reason, now) {
+            self.stats.close_sent(&f);
+            self.count_input(key); // Closing drops its input.
+            self.enqueue(key, f);
+            self.schedule(key);
+        }
+    }
+
     pub(super) fn on_timer(&mut self, key: usize) {
         let now = self.now;
         if self.conns[key].deadline().is_none_or(|d| d > now) {
             return;
         }
         self.settle_channel_of(key); // An idle close comes after what was published before it.
+        let conn = &mut self.conns[key];
+        if let Phase::Open { access, .. } = &conn.phase {
+            if access.expires().is_some_and(|t| t <= now) {
+                self.stats.token_expired += 1;
+                return self.close_open(key, auth::EXPIRED_CLOSE_REASON);
+            }
+        }
         let conn = &mut self.conns[key];
         match &mut conn.phase {
             Phase::Http { .. } => self.refuse(key, Refusal::timeout()),

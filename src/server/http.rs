@@ -52,6 +52,9 @@ impl Loop {
                 max_header_bytes: config::MAX_HEADER_BYTES,
                 max_message: self.config.max_message,
                 publish_token: self.config.publish_token.as_deref(),
+                auth: self.node.auth.as_ref(),
+                now_unix: unix_now(),
+                admin_token: self.config.admin_token.as_deref(),
             };
             match handshake::parse(&buf[pos..], &policy) {
                 Ok(Decoded::Partial) => break,
@@ -213,6 +216,7 @@ impl Loop {
             "refused"
         );
         self.stats.refusals.add(refusal.status);
+        self.stats.auth_refused(&refusal);
         let mut response = refusal.response();
         if head {
             http::strip_body(&mut response);
@@ -237,6 +241,13 @@ impl Loop {
         };
         metrics::render(&stats, &hub, &gauges, &loops)
     }
+}
+
+/// Seconds since the Unix epoch, for checking tokens.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// One channel as JSON. Names are RFC 7230 tokens, which hold no character JSON must escape.

@@ -1,10 +1,12 @@
 // The demo page in a real browser: Debian's headless Chromium, driven by playwright-core (which
 // never downloads a browser of its own), against a running fanout server. Run by tests/browser.rs.
 //
-// usage: node run.mjs HTTP_URL [--ws WS_URL]
+// usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT]
 //   HTTP_URL  the server: the page is `GET HTTP_URL`, publishes go to `POST HTTP_URL/publish/CHANNEL`
 //   --ws      the WebSocket URL handed to the page as `?ws=`, for when HTTP_URL is a stand-in that
 //             serves the page and publishes but is not the WebSocket server itself
+//   --token   a server that wants connection tokens: instead of the chat scenario, check that the
+//             page connects with this token pasted in (granting browser-*) and not without it
 // env: CHROMIUM (default /usr/bin/chromium); FANOUT_SCREENSHOT=PATH writes a PNG of both pages.
 //
 // Prints one "ok:" line per check; on the first failure prints "FAIL: ..." and exits 1. The whole
@@ -17,8 +19,10 @@ const WAIT_MS = 5_000; // for any one thing to show up in a page
 const args = process.argv.slice(2);
 const wsIndex = args.indexOf("--ws");
 const wsOverride = wsIndex >= 0 ? args.splice(wsIndex, 2)[1] : null;
-if (args.length !== 1 || (wsIndex >= 0 && !wsOverride)) {
-  console.error("usage: node run.mjs HTTP_URL [--ws WS_URL]");
+const tokenIndex = args.indexOf("--token");
+const token = tokenIndex >= 0 ? args.splice(tokenIndex, 2)[1] : null;
+if (args.length !== 1 || (wsIndex >= 0 && !wsOverride) || (tokenIndex >= 0 && !token)) {
+  console.error("usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT]");
   process.exit(2);
 }
 const base = new URL(args[0]);
@@ -95,6 +99,30 @@ for (const name of ["A", "B"]) {
   pages[name] = page;
 }
 const { A, B } = pages;
+
+if (token) {
+  // The token pasted in (here through ?token=): the page offers it as bearer.<JWT> beside the
+  // channel, the server selects the channel. Without it the handshake is refused (401).
+  const withToken = new URL(pageUrl);
+  withToken.searchParams.set("token", token);
+  await A.goto(withToken.href);
+  try {
+    await A.waitForSelector('#status[data-state="open"]');
+  } catch {
+    fail(`with a token: never connected; #status says ${JSON.stringify(await A.textContent("#status"))}`);
+  }
+  expectEq(await A.$eval("#status", (e) => e.dataset.protocol), channel, "selected protocol with a token");
+  await B.goto(pageUrl.href);
+  await B.waitForSelector('#status[data-state="closed"]');
+  expectEq(await B.$eval("#status", (e) => e.dataset.protocol ?? null), null, "without a token: refused");
+  // The token grants publishing too: the page sends.
+  await A.fill("#message", "with a token");
+  await A.click("#send");
+  await waitForLog(A, "A", "out", "with a token");
+  console.log(`${checks} checks passed in ${Date.now() - started} ms`);
+  await browser.close();
+  process.exit(0);
+}
 
 // Watch A's handshake on the wire through the DevTools protocol: Chromium's own extension offer
 // and the server's answer.

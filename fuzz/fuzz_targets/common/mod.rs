@@ -23,6 +23,9 @@ pub fn open() -> Policy<'static> {
         max_header_bytes: MAX_HEADER_BYTES,
         max_message: 4096,
         publish_token: None,
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 
@@ -34,6 +37,9 @@ pub fn strict() -> Policy<'static> {
         max_header_bytes: 512,
         max_message: 16,
         publish_token: Some(TOKEN),
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 
@@ -45,6 +51,9 @@ pub fn tiny() -> Policy<'static> {
         max_header_bytes: 64,
         max_message: 0,
         publish_token: None,
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 

@@ -28,6 +28,9 @@ fn strict() -> Policy<'static> {
         max_header_bytes: MAX,
         max_message: 1024,
         publish_token: None,
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 
@@ -39,6 +42,9 @@ fn lenient() -> Policy<'static> {
         max_header_bytes: MAX,
         max_message: 1024,
         publish_token: None,
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 
@@ -56,6 +62,7 @@ fn upgrade(channel: &str, selected_protocol: bool) -> Request {
         channel: channel.into(),
         selected_protocol,
         accept: ACCEPT.into(),
+        grant: None,
     })
 }
 
@@ -90,7 +97,8 @@ fn default_channel_is_not_echoed() {
         Upgrade {
             channel: "lobby".into(),
             selected_protocol: false,
-            accept: ACCEPT.into()
+            accept: ACCEPT.into(),
+            grant: None,
         }
     );
     assert_eq!(

@@ -17,6 +17,9 @@ fn open() -> Policy<'static> {
         max_header_bytes: 4096,
         max_message: 1024,
         publish_token: None,
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
     }
 }
 
@@ -24,6 +27,9 @@ fn open() -> Policy<'static> {
 fn guarded() -> Policy<'static> {
     Policy {
         publish_token: Some("s3cret"),
+        auth: None,
+        now_unix: 0,
+        admin_token: None,
         ..open()
     }
 }
