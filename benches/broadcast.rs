@@ -61,6 +61,9 @@ impl Outboxes for Queues {
     fn queued(&mut self, _: usize) {}
     fn flush(&mut self, _: usize) {}
     fn close_slow(&mut self, _: usize) {}
+    fn deflate(&mut self, _: usize) -> Option<fanout::proto::deflate::Agreed> {
+        None
+    }
 }
 
 /// One turn of 16 messages of 64 bytes to 10 000 subscribers: built into one batch and queued
@@ -71,7 +74,7 @@ fn batch(c: &mut Criterion) {
     let mut group = c.benchmark_group("turn_16x64B_to_10k");
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
     let frames: Vec<_> = (0..MESSAGES)
-        .map(|i| broadcast::encode(OpCode::Binary, &[i as u8; 64]))
+        .map(|i| broadcast::message(OpCode::Binary, &[i as u8; 64]))
         .collect();
     for batched in [true, false] {
         let directory = Arc::new(Mutex::new(Directory::default()));

@@ -16,6 +16,7 @@ use crate::auth::Bucket;
 use crate::broadcast::{MAX_IOVECS, OutQueue, SharedFrame};
 use crate::hub::Subscription;
 use crate::metrics::Stats;
+use crate::proto::deflate::Agreed;
 use crate::proto::session::Session;
 
 /// Where a connection is in its life.
@@ -41,6 +42,8 @@ pub enum Phase {
         sub: Subscription,
         /// What it may do beyond receiving.
         access: Access,
+        /// What it negotiated of permessage-deflate (`--deflate`), if anything.
+        deflate: Option<Agreed>,
     },
     /// The last bytes (a refusal or a close frame) are queued. When they are written our side
     /// is shut down; the connection is dropped at the peer's EOF or at `deadline`, whichever
@@ -273,12 +276,12 @@ impl Connection {
                 Err(e) => return Err(e),
             }
         }
-        if let Phase::Closing { write_shut, .. } = &mut self.phase {
-            if !*write_shut {
-                *write_shut = true;
-                // The peer may already be gone; there is nothing left to send either way.
-                let _ = self.socket.shutdown(Shutdown::Write);
-            }
+        if let Phase::Closing { write_shut, .. } = &mut self.phase
+            && !*write_shut
+        {
+            *write_shut = true;
+            // The peer may already be gone; there is nothing left to send either way.
+            let _ = self.socket.shutdown(Shutdown::Write);
         }
         Ok(Flushed::All)
     }
@@ -310,7 +313,10 @@ impl Connection {
             // A token's expiry matters until the session closes (for any reason).
             Phase::Open {
                 session, access, ..
-            } => match (session.poll_timeout(), access.expires().filter(|_| session.is_open())) {
+            } => match (
+                session.poll_timeout(),
+                access.expires().filter(|_| session.is_open()),
+            ) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },

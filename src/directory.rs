@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::broadcast::SharedFrame;
+use crate::broadcast::Broadcast;
 
 /// What history is charged per frame beyond its bytes: the shared buffer's allocation headers
 /// (the `Arc` and the `Vec`, about 80 bytes with the allocator's own), its slot in the
@@ -97,7 +97,7 @@ struct Record {
     origin: usize,
     origin_seq: u64,
     handed: u64,
-    frame: SharedFrame,
+    frame: Broadcast,
 }
 
 #[derive(Debug)]
@@ -132,6 +132,8 @@ pub struct Directory {
     /// gone already.
     recorded: VecDeque<(usize, u64, u64)>,
     next_seq: u64,
+    /// `--deflate`: frames may carry a compressed copy (see [`frame_cost_of`]).
+    deflate: bool,
 }
 
 impl Default for Directory {
@@ -158,7 +160,14 @@ impl Directory {
             history_frames: 0,
             recorded: VecDeque::new(),
             next_seq: 0,
+            deflate: false,
         }
+    }
+
+    /// Frames may carry a compressed copy (`--deflate`): history charges for it.
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// At most `max` channels exist at once; creating one more fails with [`TooManyChannels`].
@@ -254,7 +263,10 @@ impl Directory {
         let ch = self.channels.remove(slot);
         self.by_name.remove(&ch.shared.name);
         self.history_frames -= ch.history.len();
-        self.history_bytes -= ch.history.iter().map(frame_cost).sum::<usize>();
+        let deflate = self.deflate;
+        self.history_bytes -= (ch.history.iter())
+            .map(|r| frame_cost_of(&r.frame, deflate))
+            .sum::<usize>();
         if !ch.history.is_empty() {
             self.history_bytes -= channel_overhead(&ch.shared.name);
         }
@@ -266,7 +278,7 @@ impl Directory {
         let ch = &mut self.channels[slot];
         if let Some(old) = ch.history.pop_front() {
             self.history_frames -= 1;
-            self.history_bytes -= frame_cost(&old);
+            self.history_bytes -= frame_cost_of(&old.frame, self.deflate);
             if ch.history.is_empty() {
                 self.history_bytes -= channel_overhead(&ch.shared.name);
             }
@@ -312,7 +324,7 @@ impl Directory {
         shared: &Shared,
         origin: usize,
         origin_seq: u64,
-        frame: &SharedFrame,
+        frame: &Broadcast,
     ) -> (usize, u64) {
         let loops = shared.loops();
         if self.history_len == 0 || self.get(shared).is_none() {
@@ -337,7 +349,7 @@ impl Directory {
         });
         self.recorded.push_back((slot, shared.uid, self.next_seq));
         self.history_frames += 1;
-        self.history_bytes += frame.len() + FRAME_OVERHEAD;
+        self.history_bytes += frame_cost_of(frame, self.deflate);
         while self.history_bytes > self.max_history_bytes {
             let Some((slot, uid, seq)) = self.recorded.pop_front() else {
                 break;
@@ -383,7 +395,7 @@ impl Directory {
         loop_id: usize,
         received: &[u64],
         budget: usize,
-    ) -> (Vec<SharedFrame>, usize) {
+    ) -> (Vec<Broadcast>, usize) {
         let Some(ch) = self.get(shared) else {
             return (Vec::new(), 0);
         };
@@ -395,9 +407,9 @@ impl Directory {
         };
         let all = ch.history.iter().filter(arrived).count();
         let mut total = 0usize;
-        let mut frames: Vec<SharedFrame> = (ch.history.iter().rev().filter(arrived))
+        let mut frames: Vec<Broadcast> = (ch.history.iter().rev().filter(arrived))
             .take_while(|r| {
-                total = total.saturating_add(r.frame.len());
+                total = total.saturating_add(r.frame.plain().len());
                 total <= budget
             })
             .map(|r| r.frame.clone())
@@ -481,8 +493,11 @@ impl Directory {
     }
 }
 
-fn frame_cost(record: &Record) -> usize {
-    record.frame.len() + FRAME_OVERHEAD
+/// What history is charged for a frame: its bytes (twice with `--deflate`, for the compressed
+/// copy a deflate subscriber may make it carry, never bigger than the plain one) and
+/// [`FRAME_OVERHEAD`].
+fn frame_cost_of(frame: &Broadcast, deflate: bool) -> usize {
+    frame.plain().len() * (1 + usize::from(deflate)) + FRAME_OVERHEAD
 }
 
 /// Gives back a queue's spare capacity once it is mostly empty, so the memory of a burst goes

@@ -36,10 +36,11 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::broadcast::{OutQueue, SharedFrame};
+use crate::broadcast::{Broadcast, OutQueue, SharedFrame};
 use crate::config::SlowConsumer;
 use crate::directory::{Directory, Shared, TooManyChannels};
 use crate::inbox::Handoff;
+use crate::proto::deflate::{Agreed, COMPRESSOR_WINDOW_BITS, Compressor, DeflateCounts};
 
 /// The connections a hub delivers to: the loop's connection table, as keys.
 pub trait Outboxes {
@@ -54,6 +55,8 @@ pub trait Outboxes {
     fn flush(&mut self, key: usize);
     /// `key` is over `--max-backpressure` under `--slow-consumer close`: close it (1008).
     fn close_slow(&mut self, key: usize);
+    /// What `key` negotiated of permessage-deflate, if it did (asked only with `--deflate`).
+    fn deflate(&mut self, key: usize) -> Option<Agreed>;
 }
 
 /// Where a connection sits in its loop's hub.
@@ -69,7 +72,7 @@ pub struct Subscription {
 #[derive(Clone, Debug)]
 pub struct Pending {
     /// The encoded frame.
-    pub frame: SharedFrame,
+    pub frame: Broadcast,
     /// The connection that sent it, which does not get it back (unless `--echo`).
     pub from: Option<usize>,
 }
@@ -85,6 +88,8 @@ pub struct HubStats {
     pub history_evicted: u64,
     /// Batches of two or more frames built.
     pub batches: u64,
+    /// What this loop's permessage-deflate compressor did.
+    pub deflate: DeflateCounts,
 }
 
 impl HubStats {
@@ -94,6 +99,10 @@ impl HubStats {
         self.dropped += other.dropped;
         self.history_evicted += other.history_evicted;
         self.batches += other.batches;
+        self.deflate.compressed += other.deflate.compressed;
+        self.deflate.skipped += other.deflate.skipped;
+        self.deflate.bytes_in += other.deflate.bytes_in;
+        self.deflate.bytes_out += other.deflate.bytes_out;
     }
 }
 
@@ -134,6 +143,9 @@ pub struct Hub {
     outgoing: Vec<Vec<Handoff>>,
     /// What was counted.
     pub stats: HubStats,
+    /// The loop's permessage-deflate compressor (`--deflate`): each message is compressed at
+    /// most once in the process, by whichever loop first has a subscriber that wants it.
+    compressor: Option<Compressor>,
 }
 
 impl Hub {
@@ -166,6 +178,30 @@ impl Hub {
             received: vec![0; loops],
             outgoing: vec![Vec::new(); loops],
             stats: HubStats::default(),
+            compressor: None,
+        }
+    }
+
+    /// Compresses for subscribers that negotiated permessage-deflate (`--deflate`).
+    pub fn with_compressor(mut self, compressor: Compressor) -> Self {
+        self.compressor = Some(compressor);
+        self
+    }
+
+    /// Its counters, with the compressor's brought up to date.
+    pub fn stats(&mut self) -> HubStats {
+        if let Some(c) = &self.compressor {
+            self.stats.deflate = c.counts;
+        }
+        self.stats
+    }
+
+    /// The frame of `frame` for a subscriber that negotiated `deflate` (compressed where
+    /// it pays, at most once in the process), or the plain one.
+    pub fn frame_for(&mut self, frame: &Broadcast, deflate: Option<&Agreed>) -> SharedFrame {
+        match (deflate, self.compressor.as_mut()) {
+            (Some(agreed), Some(c)) => frame.frame_for(Some(agreed), c).clone(),
+            _ => frame.plain().clone(),
         }
     }
 
@@ -212,7 +248,7 @@ impl Hub {
     /// The history a subscriber that just joined is sent first: the newest frames that fit in
     /// `budget` bytes, oldest first, none that is on its way to this loop (see
     /// [`crate::directory`]); and how many older ones did not fit.
-    pub fn history_for(&self, sub: Subscription, budget: usize) -> (Vec<SharedFrame>, usize) {
+    pub fn history_for(&self, sub: Subscription, budget: usize) -> (Vec<Broadcast>, usize) {
         if !self.history {
             return (Vec::new(), 0);
         }
@@ -251,7 +287,7 @@ impl Hub {
     /// `from`: it goes into history now, to this loop's subscribers at the end of the turn,
     /// and to the other loops with subscribers in this turn's hand-offs. Returns how many
     /// subscribers this loop has of it.
-    pub fn publish(&mut self, channel: usize, frame: SharedFrame, from: Option<usize>) -> usize {
+    pub fn publish(&mut self, channel: usize, frame: Broadcast, from: Option<usize>) -> usize {
         let shared = self.channels[channel].shared.clone();
         self.spread(&shared, &frame);
         self.add_pending(channel, Pending { frame, from });
@@ -265,7 +301,7 @@ impl Hub {
     pub fn publish_named(
         &mut self,
         name: &str,
-        frame: SharedFrame,
+        frame: Broadcast,
         now: Instant,
     ) -> Result<usize, TooManyChannels> {
         if let Some(&channel) = self.by_name.get(name) {
@@ -284,7 +320,7 @@ impl Hub {
 
     /// Records `frame` in `shared`'s history and hands it to the other loops with subscribers
     /// (whose mask is read under the same lock when history is kept).
-    fn spread(&mut self, shared: &Arc<Shared>, frame: &SharedFrame) {
+    fn spread(&mut self, shared: &Arc<Shared>, frame: &Broadcast) {
         self.published += 1;
         let seq = self.published;
         let loops = if self.history {
@@ -364,6 +400,7 @@ impl Hub {
             policy: self.policy,
             stats: &mut self.stats,
             table,
+            compressor: self.compressor.as_mut(),
         };
         let subscribers = &self.channels[channel].subscribers;
         match frames.len() {
@@ -376,14 +413,9 @@ impl Hub {
                     }
                 }
             }
-            n => {
+            _ => {
                 offer.stats.batches += 1;
-                let len = frames.iter().map(|f| f.frame.len()).sum();
-                let mut bytes = Vec::with_capacity(len);
-                for f in &frames {
-                    bytes.extend_from_slice(&f.frame);
-                }
-                let batch = SharedFrame::new(bytes);
+                let mut batch = Batch::new(&frames);
                 let senders = &mut self.senders;
                 if !self.echo {
                     senders.extend(frames.iter().filter_map(|f| f.from));
@@ -395,7 +427,7 @@ impl Hub {
                         // It published into this batch: the others' frames, one by one.
                         offer.frames(key, &frames, Some(key), None);
                     } else {
-                        offer.frames(key, &frames, None, Some((&batch, n)));
+                        offer.frames(key, &frames, None, Some(&mut batch));
                     }
                 }
                 senders.clear();
@@ -404,6 +436,60 @@ impl Hub {
         frames.clear();
         self.frames = frames;
     }
+}
+
+/// A channel's frames of one turn in one buffer: the plain frames, and (built when a
+/// subscriber first needs it) the frames as a deflate subscriber with the full window gets
+/// them, each compressed once.
+struct Batch<'f> {
+    frames: &'f [Pending],
+    plain: SharedFrame,
+    deflated: Option<SharedFrame>,
+}
+
+impl<'f> Batch<'f> {
+    fn new(frames: &'f [Pending]) -> Self {
+        Batch {
+            frames,
+            plain: concat(frames.iter().map(|f| f.frame.plain())),
+            deflated: None,
+        }
+    }
+
+    /// The batch for a subscriber that negotiated `deflate` (`None` for the others), or
+    /// `None` when it needs its frames one by one (a window smaller than the compressor's).
+    fn for_peer(
+        &mut self,
+        deflate: Option<Agreed>,
+        c: Option<&mut Compressor>,
+    ) -> Option<&SharedFrame> {
+        match (deflate, c) {
+            (None, _) | (_, None) => Some(&self.plain),
+            (Some(agreed), Some(c))
+                if agreed.server_max_window_bits() == COMPRESSOR_WINDOW_BITS =>
+            {
+                let frames = self.frames;
+                let agreed = Some(&agreed);
+                Some(self.deflated.get_or_insert_with(|| {
+                    let parts: Vec<&SharedFrame> = frames
+                        .iter()
+                        .map(|f| f.frame.frame_for(agreed, c))
+                        .collect();
+                    concat(parts.into_iter())
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One buffer holding `frames` one after another: one `memcpy` per frame.
+fn concat<'a>(frames: impl Iterator<Item = &'a SharedFrame> + Clone) -> SharedFrame {
+    let mut bytes = Vec::with_capacity(frames.clone().map(|f| f.len()).sum());
+    for f in frames {
+        bytes.extend_from_slice(f);
+    }
+    SharedFrame::new(bytes)
 }
 
 /// The directory, locked; a loop that panicked holding it has taken the process down (see
@@ -418,26 +504,40 @@ struct Offer<'a, T> {
     policy: SlowConsumer,
     stats: &'a mut HubStats,
     table: &'a mut T,
+    /// This loop's compressor, with `--deflate`.
+    compressor: Option<&'a mut Compressor>,
 }
 
 impl<T: Outboxes> Offer<'_, T> {
     /// Queues `frames` (but those sent by `skip`) to `key`: as the one `batch` of them when
     /// given and it fits, else one by one, each judged against the cap as if published alone.
+    /// A subscriber that negotiated permessage-deflate gets compressed frames where they pay.
     fn frames(
         &mut self,
         key: usize,
         frames: &[Pending],
         skip: Option<usize>,
-        batch: Option<(&SharedFrame, usize)>,
+        batch: Option<&mut Batch<'_>>,
     ) {
-        if let Some((batch, n)) = batch {
-            match self.push(key, batch, n, false) {
+        let deflate = match self.compressor {
+            Some(_) => self.table.deflate(key),
+            None => None,
+        };
+        if let Some(batch) = batch
+            && let Some(bytes) = batch.for_peer(deflate, self.compressor.as_deref_mut())
+        {
+            let bytes = bytes.clone();
+            match self.push(key, &bytes, frames.len(), false) {
                 Pushed::Yes | Pushed::Closed => return,
                 Pushed::OverCap => {} // Then frame by frame, as if published one by one.
             }
         }
         for f in frames.iter().filter(|f| skip.is_none() || f.from != skip) {
-            match self.push(key, &f.frame, 1, true) {
+            let frame = match (deflate, self.compressor.as_deref_mut()) {
+                (Some(agreed), Some(c)) => f.frame.frame_for(Some(&agreed), c).clone(),
+                _ => f.frame.plain().clone(),
+            };
+            match self.push(key, &frame, 1, true) {
                 Pushed::Yes => {}
                 Pushed::Closed => return,
                 Pushed::OverCap if self.policy == SlowConsumer::Drop => self.stats.dropped += 1,

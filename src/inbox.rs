@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 
-use crate::broadcast::{Message, SharedFrame};
+use crate::broadcast::{Broadcast, Message};
 use crate::directory::Shared;
 use crate::proto::handshake::is_channel;
 
@@ -37,7 +37,7 @@ pub enum Command {
         /// The channel name.
         channel: String,
         /// The frame, encoded once.
-        frame: SharedFrame,
+        frame: Broadcast,
     },
     /// Close every connection with 1001 and stop.
     Shutdown,
@@ -49,7 +49,7 @@ pub struct Handoff {
     /// The channel.
     pub channel: Arc<Shared>,
     /// The frame.
-    pub frame: SharedFrame,
+    pub frame: Broadcast,
     /// The loop it arrived on, and its sequence number there (for the history seam, see
     /// [`crate::directory`]).
     pub origin: usize,

@@ -204,6 +204,8 @@ pub struct LoopGauges {
     pub connections: usize,
     /// Memory held by its queued output.
     pub queued_bytes: usize,
+    /// Its connections that negotiated permessage-deflate.
+    pub deflate_connections: usize,
 }
 
 /// Renders every metric in the Prometheus text format: the loops' counters, the hubs' (what
@@ -378,6 +380,38 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
     let auth: Vec<(String, u64)> = (AuthError::ALL.iter().zip(stats.auth_refusals))
         .map(|(e, n)| (format!("{{reason=\"{}\"}}", snake(&format!("{e:?}"))), n))
         .collect();
+    let d = &hub.deflate;
+    for (name, help, value) in [
+        (
+            "fanout_deflate_compressed",
+            "Messages compressed once for permessage-deflate subscribers.",
+            d.compressed,
+        ),
+        (
+            "fanout_deflate_skipped",
+            "Messages sent plain to deflate subscribers: small, or not smaller compressed.",
+            d.skipped,
+        ),
+        (
+            "fanout_deflate_bytes_in",
+            "Payload bytes of compressed messages, before compression.",
+            d.bytes_in,
+        ),
+        (
+            "fanout_deflate_bytes_out",
+            "Frame bytes of compressed messages, after compression.",
+            d.bytes_out,
+        ),
+    ] {
+        metric(name, "counter", help, &one(value));
+    }
+    let deflating = loops.iter().map(|g| g.deflate_connections).sum::<usize>();
+    metric(
+        "fanout_deflate_connections",
+        "gauge",
+        "Connections that negotiated permessage-deflate (refreshed every 100 ms).",
+        &one(deflating as u64),
+    );
     metric(
         "fanout_auth_refusals",
         "counter",
@@ -463,11 +497,9 @@ mod tests {
             LoopGauges {
                 connections: 2,
                 queued_bytes: 10,
+                deflate_connections: 0,
             },
-            LoopGauges {
-                connections: 0,
-                queued_bytes: 0,
-            },
+            LoopGauges::default(),
         ];
         let text = render(&stats, &hub, &gauges, &loops);
         assert!(

@@ -47,15 +47,15 @@ impl Server {
     /// Binds every loop's listener and prepares the loops; nothing is served until
     /// [`Server::run`].
     pub fn bind(config: Config) -> io::Result<Server> {
-        if let Some(name) = &config.default_channel {
-            if !handshake::is_channel(name.as_bytes()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "--default-channel {name:?} is not a valid channel name (a token of 1-64 bytes)"
-                    ),
-                ));
-            }
+        if let Some(name) = &config.default_channel
+            && !handshake::is_channel(name.as_bytes())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--default-channel {name:?} is not a valid channel name (a token of 1-64 bytes)"
+                ),
+            ));
         }
         let auth = AuthKeys::from_config(
             config.auth_hmac_secret.as_deref(),
@@ -88,7 +88,8 @@ impl Server {
             config.history_ttl,
             config.max_history_memory,
         )
-        .with_max_channels(config.max_channels);
+        .with_max_channels(config.max_channels)
+        .with_deflate(config.deflate);
         let node = Arc::new(Node::new(
             config,
             max_connections,

@@ -24,11 +24,11 @@ pub struct Timers {
 impl Timers {
     /// Queues `conn`'s next deadline unless an entry at or before it is already queued.
     pub fn schedule(&mut self, key: usize, conn: &mut Connection) {
-        if let Some(at) = conn.deadline() {
-            if conn.timer_at.is_none_or(|t| at < t) {
-                self.heap.push(Reverse((at, key, conn.id)));
-                conn.timer_at = Some(at);
-            }
+        if let Some(at) = conn.deadline()
+            && conn.timer_at.is_none_or(|t| at < t)
+        {
+            self.heap.push(Reverse((at, key, conn.id)));
+            conn.timer_at = Some(at);
         }
     }
 

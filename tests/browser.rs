@@ -61,7 +61,8 @@ fn demo_page_in_headless_chromium() {
         .unwrap()
         .as_secs()
         + 600;
-    let claims = serde_json::json!({"exp": exp, "channels": ["browser-*"], "publish": ["browser-*"]});
+    let claims =
+        serde_json::json!({"exp": exp, "channels": ["browser-*"], "publish": ["browser-*"]});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
     let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
     run_scenario(&dir, &chromium, &server, &["--token", &token]);

@@ -56,6 +56,9 @@ rate-limit = "close"
 history = 0
 history-ttl = "5m"
 max-history-memory = "256MiB"
+deflate = false
+deflate-level = 1
+deflate-min-size = "256"
 max-channels = 1000000
 socket-send-buffer = "256KiB"
 "#;
@@ -195,6 +198,11 @@ fn print_config_round_trips() {
         "1h",
         "--max-history-memory",
         "8MiB",
+        "--deflate",
+        "--deflate-level",
+        "6",
+        "--deflate-min-size",
+        "1KiB",
         "--max-channels",
         "5000",
         "--socket-send-buffer",
@@ -229,6 +237,9 @@ rate-limit = "drop"
 history = 10
 history-ttl = "1h"
 max-history-memory = "8MiB"
+deflate = true
+deflate-level = 6
+deflate-min-size = "1KiB"
 max-channels = 5000
 socket-send-buffer = "0"
 "#

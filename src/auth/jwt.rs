@@ -81,10 +81,10 @@ impl AuthKeys {
         if now_unix_secs >= exp {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = numeric_date(claims.nbf)? {
-            if now_unix_secs.saturating_add(self.leeway) < nbf {
-                return Err(AuthError::NotYetValid);
-            }
+        if let Some(nbf) = numeric_date(claims.nbf)?
+            && now_unix_secs.saturating_add(self.leeway) < nbf
+        {
+            return Err(AuthError::NotYetValid);
         }
         let sub = match claims.sub {
             None | Some(Value::Null) => None,

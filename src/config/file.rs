@@ -87,6 +87,10 @@ pub(super) struct FileConfig {
     history_ttl: Option<Duration>,
     #[serde(with = "size")]
     max_history_memory: Option<usize>,
+    deflate: Option<bool>,
+    deflate_level: Option<u32>,
+    #[serde(with = "size")]
+    deflate_min_size: Option<usize>,
     max_channels: Option<usize>,
     #[serde(with = "size")]
     socket_send_buffer: Option<usize>,
@@ -110,7 +114,8 @@ impl FileConfig {
             max_connections, close_timeout, shutdown_timeout, publish_token, client_publish,
             auth_hmac_secret, auth_public_key, admin_token, max_client_rate, max_client_burst,
             rate_limit, history,
-            history_ttl, max_history_memory, max_channels, socket_send_buffer
+            history_ttl, max_history_memory, deflate, deflate_level, deflate_min_size,
+            max_channels, socket_send_buffer
         }
     }
 }
@@ -144,6 +149,9 @@ impl From<&Config> for FileConfig {
             history: Some(c.history),
             history_ttl: Some(c.history_ttl),
             max_history_memory: Some(c.max_history_memory),
+            deflate: Some(c.deflate),
+            deflate_level: Some(c.deflate_level),
+            deflate_min_size: Some(c.deflate_min_size),
             max_channels: Some(c.max_channels),
             socket_send_buffer: Some(c.socket_send_buffer),
         }

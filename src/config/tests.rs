@@ -123,6 +123,9 @@ fn everything_set() -> Config {
         history: 10,
         history_ttl: Duration::from_secs(3600),
         max_history_memory: 8 << 20,
+        deflate: true,
+        deflate_level: 9,
+        deflate_min_size: 64,
         max_channels: 5000,
         socket_send_buffer: 0,
     }

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::proto::deflate::DeflatableFrame;
 
-fn frame(b: u8) -> SharedFrame {
-    Arc::new(vec![b])
+/// A "frame" of the single byte `b` (the directory never looks inside).
+fn frame(b: u8) -> Broadcast {
+    sized(b, 1)
 }
 
 /// Frame bytes `[tag; len]`.
-fn sized(tag: u8, len: usize) -> SharedFrame {
-    Arc::new(vec![tag; len])
+fn sized(tag: u8, len: usize) -> Broadcast {
+    Arc::new(DeflatableFrame::new(Arc::new(vec![tag; len])))
 }
 
 /// What history is charged for a frame of `len` bytes.
@@ -20,7 +22,7 @@ fn cost(len: usize) -> usize {
 }
 
 /// Records `frame` on `shared` as loop 0's next message.
-fn record(d: &mut Directory, shared: &Shared, frame: &SharedFrame) -> usize {
+fn record(d: &mut Directory, shared: &Shared, frame: &Broadcast) -> usize {
     let seq = d.next_seq + 1; // any increasing number will do for loop 0
     d.record(shared, 0, seq, frame).0
 }
@@ -28,7 +30,7 @@ fn record(d: &mut Directory, shared: &Shared, frame: &SharedFrame) -> usize {
 /// The first byte of each history frame a joiner on loop 0 would get.
 fn tags(d: &Directory, shared: &Shared) -> Vec<u8> {
     let (frames, _) = d.history_for(shared, 0, &[u64::MAX], usize::MAX);
-    frames.iter().map(|f| f[0]).collect()
+    frames.iter().map(|f| f.plain()[0]).collect()
 }
 
 #[test]
@@ -209,11 +211,14 @@ fn history_within_a_budget_keeps_the_newest_frames_that_fit() {
         .unwrap();
     // Frames of 1, 2, 3 and 4 bytes, each filled with its own length.
     for len in 1..=4u8 {
-        record(&mut d, &ch, &Arc::new(vec![len; len as usize]));
+        record(&mut d, &ch, &sized(len, len as usize));
     }
     let within = |budget| {
         let (frames, skipped) = d.history_for(&ch, 0, &[u64::MAX], budget);
-        (frames.iter().map(|f| f[0]).collect::<Vec<_>>(), skipped)
+        (
+            frames.iter().map(|f| f.plain()[0]).collect::<Vec<_>>(),
+            skipped,
+        )
     };
     assert_eq!(within(usize::MAX), (vec![1, 2, 3, 4], 0));
     assert_eq!(within(10), (vec![1, 2, 3, 4], 0));
@@ -241,7 +246,7 @@ fn a_joiner_gets_what_arrived_and_not_what_is_on_its_way() {
     // Loop 2 never had subscribers: everything is history for a joiner there.
     let joiner_on = |lp: usize, received: &[u64]| {
         let (frames, _) = d.history_for(&ch, lp, received, usize::MAX);
-        frames.iter().map(|f| f[0]).collect::<Vec<_>>()
+        frames.iter().map(|f| f.plain()[0]).collect::<Vec<_>>()
     };
     assert_eq!(joiner_on(2, &[0, 0, 0]), [1, 2, 3]);
     // Loop 1 has received message 2 but not yet 3: 3 will arrive live, so it is left out.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::*;
-use crate::broadcast::{self, MAX_IOVECS};
+use crate::broadcast::{self, Broadcast, MAX_IOVECS};
 use crate::proto::frame::OpCode;
 
 /// A connection table without sockets: each key's queue, what its "socket" took, and how
@@ -71,6 +71,10 @@ impl Outboxes for Table {
         self.slow.push(key);
         self.queues.remove(&key);
     }
+
+    fn deflate(&mut self, _: usize) -> Option<crate::proto::deflate::Agreed> {
+        None
+    }
 }
 
 fn hub(echo: bool, cap: usize, policy: SlowConsumer) -> Hub {
@@ -78,13 +82,16 @@ fn hub(echo: bool, cap: usize, policy: SlowConsumer) -> Hub {
     Hub::new(0, 1, directory, echo, cap, policy)
 }
 
-fn text(s: &str) -> SharedFrame {
-    broadcast::encode(OpCode::Text, s.as_bytes())
+fn text(s: &str) -> Broadcast {
+    broadcast::message(OpCode::Text, s.as_bytes())
 }
 
 /// The bytes of `frames`, one after another.
-fn cat(frames: &[SharedFrame]) -> Vec<u8> {
-    frames.iter().flat_map(|f| f.iter().copied()).collect()
+fn cat(frames: &[Broadcast]) -> Vec<u8> {
+    frames
+        .iter()
+        .flat_map(|f| f.plain().iter().copied())
+        .collect()
 }
 
 /// Subscribes `keys` to `name` (opening them in `t`); returns the channel id.
@@ -109,13 +116,17 @@ fn one_frame_in_a_turn_is_shared_and_skips_its_sender() {
     );
     h.settle_all(&mut t);
     assert_eq!(
-        Arc::strong_count(&f),
+        Arc::strong_count(f.plain()),
         3,
         "one frame, shared by the two receivers"
     );
     assert_eq!(
         (t.stream(1), t.stream(2), t.stream(3)),
-        (vec![], f.to_vec(), f.to_vec())
+        (
+            vec![],
+            cat(std::slice::from_ref(&f)),
+            cat(std::slice::from_ref(&f))
+        )
     );
     assert_eq!((h.stats.deliveries, h.stats.batches), (2, 0));
     assert_eq!(t.queued, [2, 3]);
@@ -130,7 +141,7 @@ fn several_frames_in_a_turn_go_out_as_one_shared_buffer() {
     h.publish(ch, b.clone(), None);
     h.publish(ch, c.clone(), Some(2));
     h.settle_all(&mut t);
-    let all = [&a[..], &b[..], &c[..]].concat();
+    let all = cat(&[a.clone(), b.clone(), c.clone()]);
     // The others get one entry each, the same buffer.
     for k in [3, 4] {
         assert_eq!(t.queues[&k].len(), 1);
@@ -138,8 +149,8 @@ fn several_frames_in_a_turn_go_out_as_one_shared_buffer() {
     }
     // Each sender gets the rest, one by one, without its own.
     assert_eq!(t.queues[&1].len(), 2);
-    assert_eq!(t.stream(1), [&b[..], &c[..]].concat());
-    assert_eq!(t.stream(2), [&a[..], &b[..]].concat());
+    assert_eq!(t.stream(1), cat(&[b.clone(), c.clone()]));
+    assert_eq!(t.stream(2), cat(&[a.clone(), b.clone()]));
     assert_eq!((h.stats.deliveries, h.stats.batches), (10, 1));
 }
 
@@ -156,7 +167,7 @@ fn with_echo_the_sender_gets_the_batch_too() {
 
 #[test]
 fn a_subscriber_over_the_cap_gets_the_frames_that_fit_and_the_rest_are_dropped_and_counted() {
-    let cap = 2 * OutQueue::shared_cost(&text("0123456789"));
+    let cap = 2 * OutQueue::shared_cost(text("0123456789").plain());
     let (mut h, mut t) = (hub(false, cap, SlowConsumer::Drop), Table::default());
     let ch = join(&mut h, &mut t, "room", &[1, 2]);
     t.takes.insert(2, 0); // 2's socket takes nothing
@@ -174,7 +185,7 @@ fn a_subscriber_over_the_cap_gets_the_frames_that_fit_and_the_rest_are_dropped_a
 
 #[test]
 fn under_the_close_policy_a_subscriber_over_the_cap_is_closed() {
-    let cap = 2 * OutQueue::shared_cost(&text("0123456789"));
+    let cap = 2 * OutQueue::shared_cost(text("0123456789").plain());
     let (mut h, mut t) = (hub(false, cap, SlowConsumer::Close), Table::default());
     let ch = join(&mut h, &mut t, "room", &[1, 2, 3]);
     t.takes.insert(2, 0);
@@ -188,7 +199,7 @@ fn under_the_close_policy_a_subscriber_over_the_cap_is_closed() {
 
 #[test]
 fn a_reader_that_keeps_up_is_written_before_it_is_judged() {
-    let cap = 2 * OutQueue::shared_cost(&text("0123456789"));
+    let cap = 2 * OutQueue::shared_cost(text("0123456789").plain());
     let (mut h, mut t) = (hub(false, cap, SlowConsumer::Close), Table::default());
     let ch = join(&mut h, &mut t, "room", &[1]);
     for i in 0..5 {
@@ -205,10 +216,10 @@ fn a_joiner_in_the_same_turn_does_not_get_what_was_published_before_it_live() {
     let ch = join(&mut h, &mut t, "room", &[1]);
     h.publish(ch, text("before"), None);
     join(&mut h, &mut t, "room", &[2]); // settles "before" to 1 first
-    assert_eq!(t.stream(1), text("before").to_vec());
+    assert_eq!(t.stream(1), text("before").plain().to_vec());
     h.publish(ch, text("after"), None);
     h.settle_all(&mut t);
-    assert_eq!(t.stream(2), text("after").to_vec());
+    assert_eq!(t.stream(2), text("after").plain().to_vec());
     assert_eq!(t.stream(1), cat(&[text("before"), text("after")]));
 }
 
@@ -235,8 +246,8 @@ fn a_leaver_gets_what_was_published_before_it_left() {
 fn a_batch_larger_than_the_cap_goes_frame_by_frame_even_to_an_empty_queue() {
     let f = text("0123456789");
     // Two frames fit; the five-frame batch (one slot's overhead for 60 bytes) does not.
-    let cap = 2 * OutQueue::shared_cost(&f) + 2;
-    assert!(5 * f.len() + crate::broadcast::SHARED_OVERHEAD > cap);
+    let cap = 2 * OutQueue::shared_cost(f.plain()) + 2;
+    assert!(5 * f.plain().len() + crate::broadcast::SHARED_OVERHEAD > cap);
     let (mut h, mut t) = (hub(false, cap, SlowConsumer::Drop), Table::default());
     let ch = join(&mut h, &mut t, "room", &[1]);
     t.takes.insert(1, 0);
@@ -319,10 +330,13 @@ fn run(ops: &[Op], echo: bool, cap: usize) -> (Streams, u64) {
                 seq += 1;
                 let mut payload = seq.to_be_bytes().to_vec();
                 payload.resize(4 + len, b'x');
-                let frame = broadcast::encode(OpCode::Binary, &payload);
+                let frame = broadcast::message(OpCode::Binary, &payload);
                 for (key, _) in &members {
                     if echo || Some(*key) != from {
-                        reference.get_mut(key).unwrap().extend_from_slice(&frame);
+                        reference
+                            .get_mut(key)
+                            .unwrap()
+                            .extend_from_slice(frame.plain());
                     }
                 }
                 h.publish(channel, frame, from);

@@ -72,6 +72,21 @@ pub struct Compressor {
     min_size: usize,
     /// Compressed output of the message in hand, before it is copied behind its header.
     scratch: Vec<u8>,
+    /// What it did, for the metrics.
+    pub counts: DeflateCounts,
+}
+
+/// What a [`Compressor`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeflateCounts {
+    /// Messages compressed (the compressed frame was smaller).
+    pub compressed: u64,
+    /// Messages sent plain: under the minimum size, or not smaller compressed.
+    pub skipped: u64,
+    /// Payload bytes of the compressed messages, before.
+    pub bytes_in: u64,
+    /// Their compressed frame bytes, after.
+    pub bytes_out: u64,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -90,6 +105,7 @@ impl Compressor {
             deflate: Compress::new(Compression::new(level.min(9)), false),
             min_size,
             scratch: Vec::new(),
+            counts: DeflateCounts::default(),
         }
     }
 
@@ -99,10 +115,19 @@ impl Compressor {
     /// frames (§6.1). The frame is allocated once, exactly.
     pub fn compress_frame(&mut self, opcode: OpCode, payload: &[u8]) -> Option<Vec<u8>> {
         if opcode.is_control() || opcode == OpCode::Continuation || payload.len() < self.min_size {
+            self.counts.skipped += 1;
             return None;
         }
         let n = self.compress(payload);
         let frame = n.map(|n| frame::encode_compressed_frame(opcode, &self.scratch[..n]));
+        match &frame {
+            Some(f) => {
+                self.counts.compressed += 1;
+                self.counts.bytes_in += payload.len() as u64;
+                self.counts.bytes_out += f.len() as u64;
+            }
+            None => self.counts.skipped += 1,
+        }
         if self.scratch.len() > SCRATCH_KEEP {
             self.scratch = Vec::new();
         }

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 use super::Decoded;
+use super::deflate::{self, Agreed};
 use super::http::{self, HttpRequest};
 pub use super::request::{MAX_CHANNEL_LEN, MAX_HEADERS, Policy, Refusal, is_channel};
 use super::request::{has_token, list, trim, values};
@@ -36,6 +37,8 @@ pub struct Upgrade {
     /// What the client's token allows (with `--auth-*`): when it expires, where it may
     /// publish.
     pub grant: Option<Grant>,
+    /// The permessage-deflate offer accepted (with `--deflate`), answered in the 101.
+    pub deflate: Option<Agreed>,
 }
 
 /// A request the handshake accepted.
@@ -71,8 +74,9 @@ pub enum Request {
 /// are not tried, so a typo fails loudly instead of silently joining another room. With nothing
 /// offered (no header, or only empty ones) the policy's default channel is used, not echoed in
 /// the 101 (a server must not select a subprotocol the client did not offer, §4.2.2); without
-/// a default that is a 400. `Sec-WebSocket-Extensions` is ignored: no extension is ever
-/// accepted, and an offer is never an error. Any path may be upgraded.
+/// a default that is a 400. `Sec-WebSocket-Extensions` is read only with
+/// [`Policy::deflate`]: the first acceptable permessage-deflate offer is answered (see
+/// [`super::deflate`]); an offer is never an error. Any path may be upgraded.
 pub fn parse(buf: &[u8], policy: &Policy<'_>) -> Result<Decoded<(Request, usize)>, Refusal> {
     let window = &buf[..buf.len().min(policy.max_header_bytes)];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -167,6 +171,10 @@ fn check(req: &httparse::Request<'_, '_>, policy: &Policy<'_>) -> Result<Request
         selected_protocol,
         accept: accept_key(key),
         grant,
+        deflate: policy
+            .deflate
+            .then(|| deflate::negotiate(values(headers, "Sec-WebSocket-Extensions")))
+            .flatten(),
     }))
 }
 
@@ -194,6 +202,12 @@ pub fn upgrade_response(up: &Upgrade) -> Vec<u8> {
     );
     if up.selected_protocol {
         out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", up.channel));
+    }
+    if let Some(agreed) = &up.deflate {
+        out.push_str(&format!(
+            "Sec-WebSocket-Extensions: {}\r\n",
+            agreed.response()
+        ));
     }
     out.push_str("\r\n");
     out.into_bytes()

@@ -141,10 +141,10 @@ fn credentials(
         return Ok(None);
     }
     let given = bearer(headers)?;
-    if let Some(token) = policy.publish_token {
-        if token_matches(given, token.as_bytes()) {
-            return Ok(None);
-        }
+    if let Some(token) = policy.publish_token
+        && token_matches(given, token.as_bytes())
+    {
+        return Ok(None);
     }
     match policy.auth {
         Some(keys) => Ok(Some(keys.verify(given, policy.now_unix)?)),

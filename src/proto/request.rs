@@ -35,6 +35,8 @@ pub struct Policy<'a> {
     /// When set, `GET /channels`, `/channels/{name}` and `/metrics` need
     /// `Authorization: Bearer <token>`.
     pub admin_token: Option<&'a str>,
+    /// Whether a permessage-deflate offer may be accepted (`--deflate`).
+    pub deflate: bool,
 }
 
 /// A refused request: a complete HTTP response is sent, then the connection is closed.

@@ -5,7 +5,7 @@
 use tracing::{debug, info};
 
 use super::event_loop::{INBOX_BATCH, Loop};
-use crate::broadcast::{self, SharedFrame};
+use crate::broadcast::{self, Broadcast};
 use std::num::NonZeroU32;
 
 use super::http::unix_now;
@@ -43,11 +43,16 @@ impl Loop {
             return false;
         };
         let access = self.access(up);
+        let session = match up.deflate {
+            Some(_) => Session::with_deflate(self.limits, self.now),
+            None => Session::new(self.limits, self.now),
+        };
         let conn = &mut self.conns[key];
         conn.phase = Phase::Open {
-            session: Session::new(self.limits, self.now),
+            session,
             sub,
             access,
+            deflate: up.deflate,
         };
         self.stats.upgraded += 1;
         self.enqueue(key, handshake::upgrade_response(up));
@@ -61,9 +66,9 @@ impl Loop {
         let queued = self.conns[key].out.queued_bytes();
         let budget = (self.config.max_backpressure / 2).saturating_sub(queued);
         let (history, skipped) = self.hub.history_for(sub, budget);
-        let conn = &mut self.conns[key];
         for frame in history {
-            conn.out.push(frame);
+            let frame = self.hub.frame_for(&frame, up.deflate.as_ref());
+            self.conns[key].out.push(frame);
             self.stats.history_sent += 1;
         }
         self.stats.history_skipped += skipped as u64;
@@ -85,6 +90,7 @@ impl Loop {
                 session,
                 sub,
                 access,
+                ..
             } = &mut conn.phase
             else {
                 return;
@@ -97,7 +103,10 @@ impl Loop {
                 return;
             }
             let channel = sub.channel;
-            let (used, event) = session.handle_bytes(&mut data[pos..], self.now);
+            let (used, event) = match &mut self.inflater {
+                Some(inflater) => session.handle_bytes_with(&mut data[pos..], self.now, inflater),
+                None => session.handle_bytes(&mut data[pos..], self.now),
+            };
             pos += used;
             match event {
                 None => {}
@@ -116,8 +125,8 @@ impl Loop {
                         }
                         continue;
                     }
-                    let frame = broadcast::encode(opcode, &payload);
-                    self.turn_bytes += frame.len();
+                    let frame = broadcast::message(opcode, &payload);
+                    self.turn_bytes += frame.plain().len();
                     self.turn_work += self.hub.publish(channel, frame, Some(key));
                 }
                 Some(Event::Send(pong)) => self.enqueue_pong(key, pong),
@@ -140,9 +149,9 @@ impl Loop {
     pub(super) fn publish(
         &mut self,
         channel: &str,
-        frame: SharedFrame,
+        frame: Broadcast,
     ) -> Result<usize, TooManyChannels> {
-        self.turn_bytes += frame.len();
+        self.turn_bytes += frame.plain().len();
         let subscribers = self.hub.publish_named(channel, frame, self.now)?;
         self.turn_work += subscribers;
         Ok(subscribers)
@@ -162,7 +171,7 @@ impl Loop {
             };
             batches += 1;
             for handoff in batch {
-                bytes += handoff.frame.len();
+                bytes += handoff.frame.plain().len();
                 self.hub.receive(handoff);
             }
         }
@@ -171,7 +180,7 @@ impl Loop {
             commands += 1;
             match self.inbox.try_next() {
                 Some(Command::Publish { channel, frame }) => {
-                    bytes += frame.len();
+                    bytes += frame.plain().len();
                     if self.publish(&channel, frame).is_err() {
                         self.stats.channel_refusals += 1;
                     }
@@ -338,11 +347,11 @@ impl Loop {
         }
         self.settle_channel_of(key); // An idle close comes after what was published before it.
         let conn = &mut self.conns[key];
-        if let Phase::Open { access, .. } = &conn.phase {
-            if access.expires().is_some_and(|t| t <= now) {
-                self.stats.token_expired += 1;
-                return self.close_open(key, auth::EXPIRED_CLOSE_REASON);
-            }
+        if let Phase::Open { access, .. } = &conn.phase
+            && access.expires().is_some_and(|t| t <= now)
+        {
+            self.stats.token_expired += 1;
+            return self.close_open(key, auth::EXPIRED_CLOSE_REASON);
         }
         let conn = &mut self.conns[key];
         match &mut conn.phase {

@@ -30,6 +30,7 @@ use crate::inbox::Inbox;
 use crate::memory;
 use crate::metrics::{LoopGauges, Stats};
 use crate::node::{GAUGE_INTERVAL, Node, Snapshot};
+use crate::proto::deflate::{Compressor, Inflater};
 use crate::proto::handshake::Refusal;
 use crate::proto::session::Limits;
 use crate::timers::Timers;
@@ -98,6 +99,9 @@ pub(crate) struct Loop {
     pub(super) gauges: LoopGauges,
     pub(super) shutdown_deadline: Option<Instant>,
     pub(super) stats: Stats,
+    /// The loop's permessage-deflate inflater (`--deflate`), reset between messages: no
+    /// connection keeps one.
+    pub(super) inflater: Option<Inflater>,
 }
 
 impl Loop {
@@ -118,7 +122,7 @@ impl Loop {
             idle_timeout: config.idle_timeout,
             close_timeout: config.close_timeout,
         };
-        let hub = Hub::new(
+        let mut hub = Hub::new(
             id,
             node.loops(),
             node.directory.clone(),
@@ -126,7 +130,14 @@ impl Loop {
             config.max_backpressure,
             config.slow_consumer,
         );
+        if config.deflate {
+            hub = hub.with_compressor(Compressor::new(
+                config.deflate_level,
+                config.deflate_min_size,
+            ));
+        }
         let now = Instant::now();
+        let node_deflate = config.deflate;
         Ok(Loop {
             id,
             node,
@@ -153,6 +164,7 @@ impl Loop {
             gauges: LoopGauges::default(),
             shutdown_deadline: None,
             stats: Stats::default(),
+            inflater: node_deflate.then(Inflater::new),
         })
     }
 
@@ -208,12 +220,12 @@ impl Loop {
             self.hand_off();
             self.report();
             self.flush_dirty();
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() || self.now >= deadline {
-                    let left = self.conns.len();
-                    info!(loop_id = self.id, left, stats = ?self.stats, "shut down");
-                    return Ok(());
-                }
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || self.now >= deadline)
+            {
+                let left = self.conns.len();
+                info!(loop_id = self.id, left, stats = ?self.stats, "shut down");
+                return Ok(());
             }
         }
     }
@@ -247,11 +259,22 @@ impl Loop {
         if self.now >= self.next_gauges {
             self.next_gauges = self.now + GAUGE_INTERVAL;
             self.gauges.queued_bytes = self.conns.iter().map(|(_, c)| c.out.held_bytes()).sum();
+            self.gauges.deflate_connections = (self.conns.iter())
+                .filter(|(_, c)| {
+                    matches!(
+                        c.phase,
+                        Phase::Open {
+                            deflate: Some(_),
+                            ..
+                        }
+                    )
+                })
+                .count();
         }
         self.gauges.connections = self.conns.len();
         Snapshot {
             stats: self.stats,
-            hub: self.hub.stats,
+            hub: self.hub.stats(),
             gauges: self.gauges,
         }
     }
@@ -486,10 +509,10 @@ impl Loop {
     }
 
     pub(super) fn mark_dirty(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !std::mem::replace(&mut conn.dirty, true) {
-                self.dirty.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key)
+            && !std::mem::replace(&mut conn.dirty, true)
+        {
+            self.dirty.push(key);
         }
     }
 
@@ -520,12 +543,11 @@ impl Loop {
     pub(super) fn leave(&mut self, sub: Subscription) {
         let now = self.now;
         let (hub, mut table) = self.hub_and_table();
-        if let Some(moved) = hub.unsubscribe(sub, now, &mut table) {
-            if let Some(Phase::Open { sub: s, .. }) =
+        if let Some(moved) = hub.unsubscribe(sub, now, &mut table)
+            && let Some(Phase::Open { sub: s, .. }) =
                 self.conns.get_mut(moved).map(|c| &mut c.phase)
-            {
-                s.slot = sub.slot;
-            }
+        {
+            s.slot = sub.slot;
         }
     }
 
@@ -567,12 +589,12 @@ impl Loop {
             let ok = conn
                 .flush(&mut self.stats, &mut self.scratch)
                 .and_then(|_| conn.update_interest(self.poll.registry(), Token(key)));
-            if let Phase::Closing { deadline, .. } = &mut conn.phase {
-                if conn.out.queued_bytes() < before {
-                    // A closing connection is given up after `--close-timeout` without
-                    // progress, not while its last answers are still being read.
-                    *deadline = self.now + self.config.close_timeout;
-                }
+            if let Phase::Closing { deadline, .. } = &mut conn.phase
+                && conn.out.queued_bytes() < before
+            {
+                // A closing connection is given up after `--close-timeout` without
+                // progress, not while its last answers are still being read.
+                *deadline = self.now + self.config.close_timeout;
             }
             if let Err(e) = ok {
                 debug!(key, error = %e, "write failed");

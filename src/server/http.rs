@@ -55,6 +55,7 @@ impl Loop {
                 auth: self.node.auth.as_ref(),
                 now_unix: unix_now(),
                 admin_token: self.config.admin_token.as_deref(),
+                deflate: self.config.deflate,
             };
             match handshake::parse(&buf[pos..], &policy) {
                 Ok(Decoded::Partial) => break,
@@ -180,7 +181,7 @@ impl Loop {
                     return false;
                 }
                 let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                let Ok(subscribers) = self.publish(&channel, broadcast::encode(opcode, body))
+                let Ok(subscribers) = self.publish(&channel, broadcast::message(opcode, body))
                 else {
                     self.stats.publishes.add(503);
                     self.refuse(key, Refusal::TOO_MANY_CHANNELS);

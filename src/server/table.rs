@@ -7,11 +7,12 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::broadcast::OutQueue;
-use crate::connection::Connection;
+use crate::connection::{Connection, Phase};
 use crate::hub::Outboxes;
 use crate::metrics::Stats;
 use crate::node::Node;
 use crate::proto::close;
+use crate::proto::deflate::Agreed;
 use crate::timers::Timers;
 
 /// Borrowed parts of the loop the hub delivers through.
@@ -34,10 +35,17 @@ impl Outboxes for Table<'_> {
     }
 
     fn queued(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            if !std::mem::replace(&mut conn.dirty, true) {
-                self.dirty.push(key);
-            }
+        if let Some(conn) = self.conns.get_mut(key)
+            && !std::mem::replace(&mut conn.dirty, true)
+        {
+            self.dirty.push(key);
+        }
+    }
+
+    fn deflate(&mut self, key: usize) -> Option<Agreed> {
+        match self.conns.get(key).map(|c| &c.phase) {
+            Some(Phase::Open { deflate, .. }) => *deflate,
+            _ => None,
         }
     }
 

@@ -26,6 +26,7 @@ pub fn open() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 
@@ -40,6 +41,7 @@ pub fn strict() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 
@@ -54,6 +56,7 @@ pub fn tiny() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 

@@ -31,6 +31,7 @@ fn strict() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 
@@ -45,6 +46,7 @@ fn lenient() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 
@@ -63,6 +65,7 @@ fn upgrade(channel: &str, selected_protocol: bool) -> Request {
         selected_protocol,
         accept: ACCEPT.into(),
         grant: None,
+        deflate: None,
     })
 }
 
@@ -99,6 +102,7 @@ fn default_channel_is_not_echoed() {
             selected_protocol: false,
             accept: ACCEPT.into(),
             grant: None,
+            deflate: None,
         }
     );
     assert_eq!(

@@ -20,6 +20,7 @@ fn open() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
     }
 }
 
@@ -30,6 +31,7 @@ fn guarded() -> Policy<'static> {
         auth: None,
         now_unix: 0,
         admin_token: None,
+        deflate: false,
         ..open()
     }
 }
