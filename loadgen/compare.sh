@@ -3,12 +3,17 @@
 # uWebSockets.js (loadgen/peers/uws), measured by loadgen. Each server runs alone, pinned to
 # core 0; loadgen is pinned to core 1. Prints one markdown table (a row per figure, a column
 # per server, and fanout's ratio to each peer), built from the JSON files it leaves in OUT.
+# A capacity figure is marked † when loadgen's CPU % in that trial was at least the server's
+# (or at least 90 %): there the client, not the server, may have been the limit.
 #
 # Usage: loadgen/compare.sh [--quick] [--repeat N] [--servers "fanout tokio uws"] [--out DIR]
 #   --quick / QUICK=1   short durations and smaller counts: a smoke run of the whole pipeline
 #   --repeat N          run the whole set N times, servers interleaved in each round; the table
 #                       shows each figure's median and its range (default: 1)
-#   --servers LIST      which servers to run (default: all three)
+#   --servers LIST      which servers to run (default: "fanout tokio uws"); also `contig` and
+#                       `contig-shared`, the reference peer (loadgen/peers/contig.rs) in its
+#                       copy and shared modes: what one contiguous write per subscriber per
+#                       turn achieves on this machine (opt-in: each server adds ~4 minutes)
 #   --out DIR           where the JSON, the logs and table.md go (default: target/compare)
 set -euo pipefail
 
@@ -24,7 +29,7 @@ while [ $# -gt 0 ]; do
     --servers) SERVERS=$2; shift ;;
     --repeat) REPEAT=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -44,6 +49,7 @@ echo "== building (release)" >&2
 cargo build --release -p fanout -p loadgen >&2
 LG="$TARGET_DIR/release/loadgen"
 FANOUT="$TARGET_DIR/release/fanout"
+CONTIG="$TARGET_DIR/release/contig-peer"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 
@@ -71,6 +77,9 @@ start_server() { # start_server NAME PORT -> sets PID, or returns 1 (skipped)
   case "$name" in
     fanout) "${PIN_SERVER[@]}" "$FANOUT" --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
     tokio) "${PIN_SERVER[@]}" "$LG" peer --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    contig) "${PIN_SERVER[@]}" "$CONTIG" --mode copy --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    contig-shared)
+      "${PIN_SERVER[@]}" "$CONTIG" --mode shared --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
     uws)
       if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         echo "== skipping uWebSockets.js: node/npm not found" >&2; return 1
@@ -82,6 +91,7 @@ start_server() { # start_server NAME PORT -> sets PID, or returns 1 (skipped)
         fi
       fi
       "${PIN_SERVER[@]}" node loadgen/peers/uws/server.js "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    *) echo "== skipping $name: unknown server (fanout tokio uws contig contig-shared)" >&2; return 1 ;;
   esac
   PID=$!
   if ! wait_port "$port" "$PID"; then

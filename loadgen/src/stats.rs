@@ -1,5 +1,6 @@
-//! Delivery bookkeeping: per-publisher sequence tracking, tallies, latency histograms and
-//! failure causes. Pure data, merged across threads at the end of a trial.
+//! Delivery bookkeeping: per-publisher sequence tracking, tallies, latency histograms (and the
+//! receive path's cheaper bucket counts, `latency.rs`) and failure causes. Pure data, merged
+//! across threads at the end of a trial.
 //!
 //! What counts, per (receiver, publisher) pair within one trial:
 //! - *delivered*: a sequence number received for the first time (each counts once);
@@ -13,6 +14,10 @@ use std::io;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+mod latency;
+
+pub use latency::LatencyCounts;
 
 /// How a received sequence number relates to what the pair had seen before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,11 +42,21 @@ pub struct SeqTracker {
 
 impl SeqTracker {
     /// Records the arrival of `seq`.
+    #[inline]
     pub fn record(&mut self, seq: u64) -> Arrival {
-        if seq >= self.next {
-            if seq > self.next {
-                self.missing.push((self.next, seq));
-            }
+        if seq == self.next {
+            self.next = seq + 1;
+            return Arrival::InOrder;
+        }
+        self.record_out_of_line(seq)
+    }
+
+    /// [`SeqTracker::record`] for anything but the next number: a gap opens or closes, or a
+    /// duplicate.
+    #[cold]
+    fn record_out_of_line(&mut self, seq: u64) -> Arrival {
+        if seq > self.next {
+            self.missing.push((self.next, seq));
             self.next = seq + 1;
             return Arrival::InOrder;
         }
@@ -97,9 +112,12 @@ impl Tally {
     }
 }
 
+/// The largest latency a histogram tells apart (1 hour, in ns); larger ones count as this.
+pub const LATENCY_MAX_NS: u64 = 3_600_000_000_000;
+
 /// A latency histogram in nanoseconds, 1 ns to 1 hour at 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("valid histogram bounds")
 }
 
 /// Latency percentiles in microseconds.

@@ -98,3 +98,40 @@ fn sweep_finds_a_passing_rate_and_reuses_connections() {
     assert_eq!(o.json["reopened_connections"], 0);
     assert_eq!(o.json["connections"]["handshakes"], 11);
 }
+
+#[test]
+fn every_message_received_is_counted_for_settling() {
+    use loadgen::engine::{Engine, EngineOpts, Plan, TrialSpec};
+    use loadgen::target::Target;
+    use std::time::Duration;
+
+    let server = Fanout::start();
+    let mut plan = Plan::new(&Target::parse(&server.url(), false).unwrap(), Vec::new());
+    let ch = plan.channel("settle".into());
+    plan.publisher(ch);
+    plan.subscribers(ch, 5);
+    let opts = EngineOpts {
+        threads: 2,
+        connect_rate: 0.0,
+        max_pending: 64,
+        connect_timeout: Duration::from_secs(5),
+        size: 64,
+    };
+    let mut engine = Engine::start(plan, opts).unwrap();
+    assert_eq!(engine.connect(&mut |_| {}).unwrap().open, 6);
+    let spec = TrialSpec {
+        rate: 200.0,
+        duration: Duration::from_millis(300),
+        drain: Duration::from_secs(2),
+        interval: Duration::from_millis(100),
+    };
+    let r = engine.trial(&spec, &mut |_| {}).unwrap();
+    assert_eq!((r.lost, r.tally.delivered), (0, r.sent * 5));
+    // The shared counter `settle` watches has seen every one of them (it once stayed at 0, so
+    // a sweep never waited for a server's backlog after a failed step).
+    assert_eq!(engine.frames(), r.tally.delivered);
+    assert_eq!(
+        engine.settle(Duration::from_millis(50), Duration::from_secs(1)),
+        0
+    );
+}

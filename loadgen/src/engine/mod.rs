@@ -10,6 +10,7 @@
 
 mod conn;
 mod connecting;
+mod pace;
 mod recv;
 mod timer;
 mod trial;
@@ -275,6 +276,12 @@ impl Engine {
     /// Connections in the plan.
     pub fn planned(&self) -> u64 {
         self.shared.plan.conns.len() as u64
+    }
+
+    /// Data messages received since the engine started, of any trial (stale ones too): what
+    /// [`Engine::settle`] watches to tell when a server's backlog has drained.
+    pub fn frames(&self) -> u64 {
+        self.shared.frames.load(Ordering::Relaxed)
     }
 }
 

@@ -63,10 +63,11 @@ impl Worker {
     pub(super) fn collect(&mut self) {
         self.sync_shared();
         let Some(t) = self.trial.take() else { return };
-        let rx = std::mem::take(&mut self.rx);
+        let mut rx = std::mem::take(&mut self.rx);
         for c in &mut self.conns {
             c.trackers = Vec::new();
         }
+        let (tail, tail_delivered) = rx.end_interval();
         let _ = self.replies.send(Reply::Collected(Box::new(WorkerTrial {
             tally: rx.tally,
             hist: rx.hist,
@@ -74,7 +75,7 @@ impl Worker {
             expected: t.expected,
             dropped: t.dropped,
             last_delivery_ns: rx.last_delivery_ns,
-            tail: (t.interval_index, rx.interval, rx.interval_delivered),
+            tail: (t.interval_index, tail, tail_delivered),
             lag: t.lag,
         })));
     }
@@ -114,8 +115,7 @@ impl Worker {
     pub(super) fn interval_step(&mut self, now: u64) {
         let Some(t) = self.trial.as_mut() else { return };
         while now >= t.next_interval_ns {
-            let hist = std::mem::replace(&mut self.rx.interval, latency_histogram());
-            let delivered = std::mem::take(&mut self.rx.interval_delivered);
+            let (hist, delivered) = self.rx.end_interval();
             let _ = self.replies.send(Reply::Interval {
                 index: t.interval_index,
                 hist,

@@ -3,8 +3,10 @@
 //! Each turn: poll (sleeping until I/O or the timerfd armed for the next due send, connect or
 //! progress tick, so sends leave on time without spinning), handle events, take commands, open due
 //! connections, queue due messages, flush every connection with output once, publish counters.
-//! Reads go through one large buffer per thread, and every frame in a read is handled before
-//! the next read. The connect phase lives in `connecting.rs`, the trial in `trial.rs`.
+//! Reads go through one large buffer per thread: one `read` per readable socket per turn (a
+//! short read means the socket is drained), and every frame in a read is handled before the
+//! next read. While reads are dense the next turn waits a little (`pace.rs`). The connect phase
+//! lives in `connecting.rs`, the trial in `trial.rs`.
 
 use std::cmp::Reverse;
 use std::io;
@@ -17,6 +19,7 @@ use mio::{Events, Poll, Token};
 
 use super::conn::{Conn, State};
 use super::connecting::ConnectPhase;
+use super::pace::Pacer;
 use super::recv::{RecvState, on_bytes};
 use super::timer::Timer;
 use super::trial::TrialRun;
@@ -95,7 +98,17 @@ impl Worker {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(4096);
         let mut ready: Vec<(usize, bool, bool)> = Vec::with_capacity(4096);
+        let mut pacer = Pacer::default();
         loop {
+            if self.trial.is_some()
+                && let Some(at) = pacer.resume_at()
+            {
+                let now = self.shared.now_ns();
+                let until = self.next_wake(now).min(at);
+                if until > now {
+                    std::thread::sleep(Duration::from_nanos(until - now));
+                }
+            }
             let now = self.shared.now_ns();
             let next = self.next_wake(now);
             let timeout = if next <= now {
@@ -122,6 +135,8 @@ impl Worker {
                 let read = e.is_readable() || e.is_read_closed() || e.is_error();
                 (e.token().0, read, e.is_writable())
             }));
+            let reads = ready.iter().filter(|r| r.1).count();
+            pacer.turn(self.shared.now_ns(), reads);
             for (i, &(li, read, write)) in ready.iter().enumerate() {
                 self.on_event(li, read, write);
                 if i % SEND_CHECK_EVERY == SEND_CHECK_EVERY - 1 {
@@ -295,11 +310,15 @@ impl Worker {
 
     /// Adds this thread's new counts to the shared progress counters.
     pub(super) fn sync_shared(&mut self) {
-        let delivered = std::mem::take(&mut self.rx.unsynced);
+        let delivered = self.rx.take_unsynced();
         if delivered > 0 {
             self.shared
                 .delivered
                 .fetch_add(delivered, Ordering::Relaxed);
+        }
+        let frames = std::mem::take(&mut self.rx.unsynced_frames);
+        if frames > 0 {
+            self.shared.frames.fetch_add(frames, Ordering::Relaxed);
         }
         if let Some(t) = self.trial.as_mut() {
             let (sent, expected) = self.synced;

@@ -1,7 +1,8 @@
 //! The client side of the project's WebSocket codec, sans I/O: nothing here touches a socket.
 //!
 //! - [`handshake`]: the upgrade request (§4.1) and the checks on the server's `101` answer.
-//! - [`reader`]: a streaming reader of server frames that keeps only what loadgen needs.
+//! - [`reader`]: a streaming reader of server frames that keeps only what loadgen needs, with a
+//!   scan that walks whole frames of a large read without state.
 //! - [`writer`]: masked client frames (§5.3) carrying a [`stamp::Stamp`].
 //! - [`stamp`]: the header every published payload starts with.
 //!

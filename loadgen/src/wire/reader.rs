@@ -4,6 +4,15 @@
 //! never copied in full: a frame wholly inside the read buffer is reported straight from it,
 //! and a frame split across reads keeps just its head. A 16 KiB message costs no copy at all,
 //! and an idle connection holds a couple of hundred bytes of reader state.
+//!
+//! Two paths, one result. The *scan* walks a large read frame by frame while each frame is a
+//! whole, unfragmented, unmasked text or binary frame with a 7- or 16-bit length — every
+//! frame of a fan-out at full rate — reading two (or four) header bytes and reporting the
+//! message, with no state kept and nothing copied. Anything else (a header or payload split
+//! across reads, fragments, control frames, 64-bit lengths, any frame the general path would
+//! refuse) stops the scan, and the *general* path handles that one frame with
+//! `fanout::proto::frame::parse_header` and the fragmentation rules before the scan resumes.
+//! The general path alone is the oracle the tests check the scan against.
 
 use fanout::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, Role, parse_header};
 use fanout::proto::{Decoded, ProtocolError};
@@ -60,13 +69,23 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// Feeds the next bytes from the socket, reporting each complete message or control frame.
-    pub fn feed(
+    #[inline]
+    pub fn feed(&mut self, buf: &[u8], on: impl FnMut(Frame<'_>)) -> Result<(), ProtocolError> {
+        self.feed_with::<true>(buf, on)
+    }
+
+    /// [`FrameReader::feed`], with (`SCAN`) or without the scan of whole frames.
+    #[inline]
+    fn feed_with<const SCAN: bool>(
         &mut self,
         mut buf: &[u8],
         mut on: impl FnMut(Frame<'_>),
     ) -> Result<(), ProtocolError> {
         loop {
             if self.cur.is_none() {
+                if SCAN && self.hdr_len == 0 && !self.in_message {
+                    buf = scan(buf, &mut on);
+                }
                 if buf.is_empty() {
                     return Ok(());
                 }
@@ -75,7 +94,8 @@ impl FrameReader {
                 };
                 buf = &buf[used..];
                 self.start(h)?;
-                // Fast path: a whole unfragmented data frame already in the buffer.
+                // A whole unfragmented data frame already in the buffer (after a split header,
+                // or with a 64-bit length).
                 if matches!(h.opcode, OpCode::Binary | OpCode::Text)
                     && h.fin
                     && buf.len() as u64 >= h.payload_len
@@ -195,107 +215,35 @@ impl FrameReader {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use fanout::proto::frame::{encode_frame, write_header};
-
-    #[derive(Debug, PartialEq)]
-    enum Owned {
-        Msg(bool, Vec<u8>, u64),
-        Ping(Vec<u8>),
-        Pong,
-        Close(Option<u16>),
-    }
-
-    fn read_all(chunks: &[&[u8]]) -> Result<Vec<Owned>, ProtocolError> {
-        let mut r = FrameReader::default();
-        let mut out = Vec::new();
-        for c in chunks {
-            r.feed(c, |f| {
-                out.push(match f {
-                    Frame::Message { binary, head, len } => Owned::Msg(binary, head.to_vec(), len),
-                    Frame::Ping(p) => Owned::Ping(p.to_vec()),
-                    Frame::Pong => Owned::Pong,
-                    Frame::Close(c) => Owned::Close(c),
-                })
-            })?;
-        }
-        Ok(out)
-    }
-
-    fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        let h = FrameHeader {
-            fin,
-            opcode,
-            mask: None,
-            payload_len: payload.len() as u64,
+/// Reports every whole, unfragmented, unmasked data frame with a 7- or 16-bit length at the
+/// start of `buf`, and returns the rest from the first frame that is not one (or is not whole).
+///
+/// Exactly the frames on which `parse_header` (as a client) succeeds with `fin`, a text or
+/// binary opcode and no mask, and which the general path reports unchanged while no message is
+/// in progress: byte 0 is `0x81` or `0x82` (FIN, no reserved bits), byte 1 has the mask bit
+/// clear.
+#[inline(always)]
+fn scan<'a>(mut buf: &'a [u8], on: &mut impl FnMut(Frame<'_>)) -> &'a [u8] {
+    while let [b0 @ (0x81 | 0x82), b1 @ 0..=126, ..] = *buf {
+        let (at, len) = if b1 < 126 {
+            (2, usize::from(b1))
+        } else if let [_, _, hi, lo, ..] = *buf {
+            (4, usize::from(u16::from_be_bytes([hi, lo])))
+        } else {
+            break;
         };
-        write_header(&mut v, &h);
-        v.extend_from_slice(payload);
-        v
+        let Some(payload) = buf.get(at..at + len) else {
+            break;
+        };
+        on(Frame::Message {
+            binary: b0 == 0x82,
+            head: &payload[..len.min(HEAD_KEEP)],
+            len: len as u64,
+        });
+        buf = &buf[at + len..];
     }
-
-    /// A stream with every length class, fragments, an interleaved ping, a pong and a close.
-    fn stream() -> (Vec<u8>, Vec<Owned>) {
-        let big: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
-        let mut s = Vec::new();
-        s.extend(encode_frame(OpCode::Binary, &big[..5]));
-        s.extend(encode_frame(OpCode::Text, b""));
-        s.extend(encode_frame(OpCode::Binary, &big[..300]));
-        s.extend(encode_frame(OpCode::Binary, &big));
-        s.extend(frame(false, OpCode::Binary, &big[..10]));
-        s.extend(frame(true, OpCode::Ping, b"hi"));
-        s.extend(frame(false, OpCode::Continuation, &big[10..20]));
-        s.extend(frame(true, OpCode::Continuation, &big[20..100]));
-        s.extend(encode_frame(OpCode::Pong, b""));
-        s.extend(encode_frame(OpCode::Close, &1001u16.to_be_bytes()));
-        let h = |n: usize| big[..n.min(HEAD_KEEP)].to_vec();
-        let want = vec![
-            Owned::Msg(true, h(5), 5),
-            Owned::Msg(false, vec![], 0),
-            Owned::Msg(true, h(300), 300),
-            Owned::Msg(true, h(70_000), 70_000),
-            Owned::Ping(b"hi".to_vec()),
-            Owned::Msg(true, h(100), 100),
-            Owned::Pong,
-            Owned::Close(Some(1001)),
-        ];
-        (s, want)
-    }
-
-    #[test]
-    fn whole_stream_decodes() {
-        let (s, want) = stream();
-        assert_eq!(read_all(&[&s]).unwrap(), want);
-    }
-
-    #[test]
-    fn every_split_point_and_byte_at_a_time_decode_the_same() {
-        let (s, want) = stream();
-        for cut in (0..s.len()).step_by(97).chain(0..40) {
-            assert_eq!(
-                read_all(&[&s[..cut], &s[cut..]]).unwrap(),
-                want,
-                "cut at {cut}"
-            );
-        }
-        let bytes: Vec<&[u8]> = s[..400].chunks(1).chain(s[400..].chunks(7)).collect();
-        assert_eq!(read_all(&bytes).unwrap(), want);
-    }
-
-    #[test]
-    fn fragmentation_rules_are_enforced() {
-        let cont = frame(true, OpCode::Continuation, b"x");
-        assert_eq!(
-            read_all(&[&cont]),
-            Err(ProtocolError::UnexpectedContinuation)
-        );
-        let mut s = frame(false, OpCode::Text, b"a");
-        s.extend(frame(true, OpCode::Binary, b"b"));
-        assert_eq!(read_all(&[&s]), Err(ProtocolError::ExpectedContinuation));
-        let masked = fanout::proto::frame::encode_masked_frame(OpCode::Binary, b"m", [1, 2, 3, 4]);
-        assert_eq!(read_all(&[&masked]), Err(ProtocolError::MaskedFrame));
-    }
+    buf
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,9 +22,16 @@ pub struct Fanout {
 }
 
 impl Fanout {
+    /// A fanout with its defaults and `FANOUT_TEST_THREADS` event loops (default 1), as the
+    /// server's own suite runs: the README's test command runs this suite with four.
     pub fn start() -> Fanout {
+        let threads = std::env::var("FANOUT_TEST_THREADS")
+            .ok()
+            .map(|v| v.parse().expect("FANOUT_TEST_THREADS is a number"))
+            .unwrap_or(1);
         let config = fanout::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
+            threads: fanout::config::Threads::Count(threads),
             ..fanout::Config::default()
         };
         let server = fanout::Server::bind(config).expect("bind fanout");
