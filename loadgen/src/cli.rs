@@ -38,9 +38,25 @@ pub enum Command {
 /// Flags every scenario takes.
 #[derive(Clone, Debug, Args)]
 pub struct Common {
-    /// The server: ws://HOST:PORT/PATH (loopback only unless --allow-remote).
+    /// The server: ws://HOST:PORT/PATH (loopback only unless --allow-remote). Repeat it for
+    /// several nodes of a cluster: subscribers and publishers are spread over the URLs
+    /// round-robin, and the accounting covers every node.
     #[arg(long, default_value = "ws://127.0.0.1:8080/")]
-    pub url: String,
+    pub url: Vec<String>,
+    /// Pin every publisher to this URL (one of --url, or another node); subscribers still
+    /// spread over --url.
+    #[arg(long, value_name = "URL")]
+    pub pub_url: Option<String>,
+    /// A connection token (JWT) for a server with access control: offered as the extra
+    /// subprotocol `bearer.TOKEN` after the channel. Prefer the environment variable (`ps`
+    /// shows flags).
+    #[arg(
+        long,
+        env = "LOADGEN_TOKEN",
+        value_name = "JWT",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Local addresses to connect from, bound before connect: `127.0.0.1-127.0.0.8` or a comma
     /// list. Each address has its own ephemeral ports, so many addresses allow more connections.
     #[arg(long, value_name = "ADDRS")]

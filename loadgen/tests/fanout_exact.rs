@@ -135,3 +135,32 @@ fn every_message_received_is_counted_for_settling() {
         0
     );
 }
+
+#[test]
+fn a_token_opens_a_server_with_access_control_and_without_one_every_upgrade_is_refused() {
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+    let server = Fanout::start_with(|c| c.auth_hmac_secret = Some(SECRET.into()));
+    let url = server.url();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({"exp": exp, "channels": ["*"], "publish": ["*"]});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    let o = loadgen(&format!(
+        "fanout --url {url} --token {token} --subs 10 --rate 100 --duration 500ms \
+         --expect-no-loss"
+    ))
+    .expect("no loss with a token");
+    assert_eq!(o.figures.delivered, 50 * 10);
+    let err = loadgen(&format!(
+        "connect --url {url} --conns 3 --hold 10ms --expect-no-loss"
+    ))
+    .expect_err("no token, no upgrade");
+    let loadgen::RunError::Assertion { outcome, .. } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(outcome.json["failures"]["http_401"], 3);
+}

@@ -36,6 +36,8 @@ pub enum State {
 pub struct Conn {
     /// Index of the channel it subscribes to.
     pub channel: u32,
+    /// Index of the target (node) it connects to.
+    pub target: u32,
     /// Its publisher number, when it publishes.
     pub publisher: Option<u32>,
     /// Lifecycle state.
@@ -59,6 +61,7 @@ impl Conn {
     pub fn new(channel: u32, publisher: Option<u32>) -> Conn {
         Conn {
             channel,
+            target: 0,
             publisher,
             state: State::Idle,
             since_ns: 0,
@@ -69,6 +72,12 @@ impl Conn {
             trackers: Vec::new(),
             sock: None,
         }
+    }
+
+    /// The same connection, to target `target` of the plan.
+    pub fn to(mut self, target: u32) -> Conn {
+        self.target = target;
+        self
     }
 
     /// Starts a non-blocking connect to `target`, bound first to `source` when given (so the

@@ -110,7 +110,7 @@ impl Worker {
             let conn = &mut self.conns[li];
             conn.since_ns = now;
             match conn.open(
-                self.shared.plan.target,
+                self.shared.plan.targets[conn.target as usize].addr,
                 source,
                 self.poll.registry(),
                 Token(li),

@@ -16,7 +16,7 @@ mod timer;
 mod trial;
 mod worker;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -38,19 +38,21 @@ mod driver;
 pub struct ConnSpec {
     /// Index into [`Plan::channels`].
     pub channel: u32,
+    /// Index into [`Plan::targets`]: the node it connects to.
+    pub target: u32,
     /// Publisher number (0..P, each used once) when this connection publishes.
     pub publisher: Option<u32>,
 }
 
-/// Everything a run connects: the target, the channels and the connections.
+/// Everything a run connects: the targets, the channels and the connections.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Address every connection goes to.
-    pub target: SocketAddr,
-    /// `Host` header value.
-    pub host: String,
-    /// Request path.
-    pub path: String,
+    /// The servers (several: the nodes of a cluster); connections take them round-robin.
+    pub targets: Vec<Target>,
+    /// The target every publisher connects to (`--pub-url`), instead of round-robin.
+    pub pub_target: Option<u32>,
+    /// A token offered as the subprotocol `bearer.TOKEN` (`--token`).
+    pub token: Option<String>,
     /// Local addresses to bind before connecting, round-robin (empty: the kernel's choice).
     pub sources: Vec<IpAddr>,
     /// Channel names, each offered as `Sec-WebSocket-Protocol`.
@@ -62,10 +64,17 @@ pub struct Plan {
 impl Plan {
     /// A plan against `target` with no connections yet.
     pub fn new(target: &Target, sources: Vec<IpAddr>) -> Plan {
+        Plan::cluster(vec![target.clone()], None, sources)
+    }
+
+    /// A plan against several targets (at least one), publishers pinned to `pub_target` when
+    /// given, with no connections yet.
+    pub fn cluster(targets: Vec<Target>, pub_target: Option<u32>, sources: Vec<IpAddr>) -> Plan {
+        assert!(!targets.is_empty(), "a plan needs a target");
         Plan {
-            target: target.addr,
-            host: target.host.clone(),
-            path: target.path.clone(),
+            targets,
+            pub_target,
+            token: None,
             sources,
             channels: Vec::new(),
             conns: Vec::new(),
@@ -78,21 +87,37 @@ impl Plan {
         (self.channels.len() - 1) as u32
     }
 
-    /// Adds `n` subscribers of `channel`.
+    /// Adds `n` subscribers of `channel`, spread over the targets round-robin.
     pub fn subscribers(&mut self, channel: u32, n: usize) {
-        self.conns.extend((0..n).map(|_| ConnSpec {
-            channel,
-            publisher: None,
-        }));
+        for _ in 0..n {
+            let target = self.next_target(false);
+            self.conns.push(ConnSpec {
+                channel,
+                target,
+                publisher: None,
+            });
+        }
     }
 
-    /// Adds a publishing connection (it also receives the channel's other messages).
+    /// Adds a publishing connection (it also receives the channel's other messages), on the
+    /// `--pub-url` target or the next one round-robin.
     pub fn publisher(&mut self, channel: u32) {
         let q = self.publishers();
+        let target = self.pub_target.unwrap_or_else(|| self.next_target(true));
         self.conns.push(ConnSpec {
             channel,
+            target,
             publisher: Some(q),
         });
+    }
+
+    /// The target for the next subscriber (or publisher): round-robin over each kind, so
+    /// with two nodes, a channel's subscribers and its publishers are both split evenly.
+    fn next_target(&self, publisher: bool) -> u32 {
+        let before = (self.conns.iter())
+            .filter(|c| c.publisher.is_some() == publisher)
+            .count();
+        (before % self.targets.len()) as u32
     }
 
     /// How many connections publish.
@@ -237,7 +262,7 @@ impl Engine {
             let waker = Waker::new(poll.registry(), worker::WAKER)?;
             let conns = shared.plan.conns.iter().skip(w).step_by(threads);
             let conns = conns
-                .map(|c| conn::Conn::new(c.channel, c.publisher))
+                .map(|c| conn::Conn::new(c.channel, c.publisher).to(c.target))
                 .collect();
             let (cmd_tx, cmd_rx) = mpsc::channel();
             let wk = worker::Worker::new(w, poll, conns, shared.clone(), cmd_rx, reply_tx.clone())?;
@@ -305,4 +330,39 @@ fn merge_hist(dst: &mut Histogram<u64>, src: &Histogram<u64>) {
 /// An empty latency histogram and its (zero) percentiles.
 fn empty() -> (Histogram<u64>, Percentiles) {
     (latency_histogram(), Percentiles::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(port: u16) -> Target {
+        Target::parse(&format!("ws://127.0.0.1:{port}/"), false).unwrap()
+    }
+
+    #[test]
+    fn subscribers_and_publishers_are_spread_over_the_targets_each_round_robin() {
+        let mut plan = Plan::cluster(vec![target(1), target(2)], None, Vec::new());
+        let ch = plan.channel("c".into());
+        plan.publisher(ch);
+        plan.subscribers(ch, 3);
+        plan.publisher(ch);
+        let got: Vec<(u32, Option<u32>)> =
+            plan.conns.iter().map(|c| (c.target, c.publisher)).collect();
+        assert_eq!(
+            got,
+            [(0, Some(0)), (0, None), (1, None), (0, None), (1, Some(1))]
+        );
+    }
+
+    #[test]
+    fn a_pinned_publisher_target_takes_every_publisher() {
+        let mut plan = Plan::cluster(vec![target(1), target(2), target(3)], Some(2), Vec::new());
+        let ch = plan.channel("c".into());
+        plan.publisher(ch);
+        plan.publisher(ch);
+        plan.subscribers(ch, 2);
+        let got: Vec<u32> = plan.conns.iter().map(|c| c.target).collect();
+        assert_eq!(got, [2, 2, 0, 1]);
+    }
 }

@@ -205,7 +205,14 @@ impl Worker {
                     let nonce = (u128::from(self.keys.next_u64()) << 64
                         | u128::from(self.keys.next_u64()))
                     .to_le_bytes();
-                    let req = handshake::request(&plan.host, &plan.path, channel, nonce);
+                    let target = &plan.targets[conn.target as usize];
+                    let req = handshake::request(
+                        &target.host,
+                        &target.path,
+                        channel,
+                        plan.token.as_deref(),
+                        nonce,
+                    );
                     conn.wbuf.extend_from_slice(&req.bytes);
                     conn.state = State::Handshaking(req.accept);
                     if let Err(e) = conn.flush() {

@@ -22,7 +22,22 @@ use crate::wire::stamp::STAMP_LEN;
 /// Checks the common flags, the open-file limit and the ephemeral ports for `conns`
 /// connections; returns an empty plan for the target and the engine's options.
 pub(crate) fn prepare(c: &Common, conns: usize, size: usize) -> Result<(Plan, EngineOpts), String> {
-    let target = Target::parse(&c.url, c.allow_remote)?;
+    let mut targets = (c.url.iter())
+        .map(|u| Target::parse(u, c.allow_remote))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pub_target = match &c.pub_url {
+        None => None,
+        Some(u) => {
+            let t = Target::parse(u, c.allow_remote)?;
+            Some(match targets.iter().position(|x| *x == t) {
+                Some(i) => i as u32,
+                None => {
+                    targets.push(t);
+                    (targets.len() - 1) as u32
+                }
+            })
+        }
+    };
     let sources = match &c.source {
         Some(s) => parse_sources(s, c.allow_remote)?,
         None => Vec::new(),
@@ -57,7 +72,9 @@ pub(crate) fn prepare(c: &Common, conns: usize, size: usize) -> Result<(Plan, En
         connect_timeout: c.connect_timeout,
         size,
     };
-    Ok((Plan::new(&target, sources), opts))
+    let mut plan = Plan::cluster(targets, pub_target, sources);
+    plan.token = c.token.clone();
+    Ok((plan, opts))
 }
 
 /// Refuses durations past the hard cap.

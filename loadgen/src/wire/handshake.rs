@@ -33,12 +33,20 @@ pub struct Request {
 }
 
 /// Builds the upgrade request for `channel`, with `nonce` as the 16-byte key.
-pub fn request(host: &str, path: &str, channel: &str, nonce: [u8; 16]) -> Request {
+pub fn request(
+    host: &str,
+    path: &str,
+    channel: &str,
+    token: Option<&str>,
+    nonce: [u8; 16],
+) -> Request {
     let key = STANDARD.encode(nonce);
+    // The channel first (the server selects the first offer); a token as a second offer.
+    let token = token.map(|t| format!(", bearer.{t}")).unwrap_or_default();
     let bytes = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: {channel}\r\n\r\n"
+         Sec-WebSocket-Protocol: {channel}{token}\r\n\r\n"
     )
     .into_bytes();
     Request {
@@ -99,7 +107,7 @@ mod tests {
 
     #[test]
     fn request_carries_key_channel_and_version() {
-        let r = request("127.0.0.1:9", "/", "room42", NONCE);
+        let r = request("127.0.0.1:9", "/", "room42", None, NONCE);
         let text = String::from_utf8(r.bytes).unwrap();
         assert!(text.starts_with("GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"));
         assert!(text.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
@@ -107,6 +115,13 @@ mod tests {
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
         assert_eq!(r.accept, ACCEPT);
+    }
+
+    #[test]
+    fn a_token_is_offered_after_the_channel() {
+        let r = request("h:1", "/", "room42", Some("a.b.c"), NONCE);
+        let text = String::from_utf8(r.bytes).unwrap();
+        assert!(text.contains("Sec-WebSocket-Protocol: room42, bearer.a.b.c\r\n"));
     }
 
     #[test]

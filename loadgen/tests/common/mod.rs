@@ -25,15 +25,21 @@ impl Fanout {
     /// A fanout with its defaults and `FANOUT_TEST_THREADS` event loops (default 1), as the
     /// server's own suite runs: the README's test command runs this suite with four.
     pub fn start() -> Fanout {
+        Fanout::start_with(|_| {})
+    }
+
+    /// The same, with `configure` applied to the configuration first.
+    pub fn start_with(configure: impl FnOnce(&mut fanout::Config)) -> Fanout {
         let threads = std::env::var("FANOUT_TEST_THREADS")
             .ok()
             .map(|v| v.parse().expect("FANOUT_TEST_THREADS is a number"))
             .unwrap_or(1);
-        let config = fanout::Config {
+        let mut config = fanout::Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             threads: fanout::config::Threads::Count(threads),
             ..fanout::Config::default()
         };
+        configure(&mut config);
         let server = fanout::Server::bind(config).expect("bind fanout");
         let addr = server.local_addr();
         let handle = server.handle();
