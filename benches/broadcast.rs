@@ -1,5 +1,6 @@
-//! Broadcast cost: encode a frame once, then queue it for 10 000 subscribers; and a turn's
-//! batch built once and queued to 10 000 subscribers.
+//! Broadcast cost: encode a frame once, then queue it for 10 000 subscribers; a turn's
+//! batch built once and queued to 10 000 subscribers; and one turn's hand-off of 64 messages
+//! to another loop (`--threads`): the batch built, sent, the wake-up written, and drained.
 //!
 //! The per-subscriber step is a reference-count increment and a queue push, so its cost must
 //! not grow with the payload size: compare the `fan_out_10k` figures across sizes.
@@ -11,6 +12,7 @@ use fanout::broadcast::{self, OutQueue};
 use fanout::config::SlowConsumer;
 use fanout::directory::Directory;
 use fanout::hub::{Hub, Outboxes};
+use fanout::inbox::Handoff;
 use fanout::proto::frame::OpCode;
 use std::sync::{Arc, Mutex};
 
@@ -104,5 +106,47 @@ fn batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fan_out, encode, batch);
+/// One loop's turn of 64 messages for another loop: 64 `Handoff`s (two reference-count
+/// increments each, no copy), one channel send, one wake-up (an `eventfd` write, since the
+/// receiver re-arms each time, as a loop does once per turn), and the receiver's drain. On one
+/// thread: the cost without contention, per message.
+fn handoff(c: &mut Criterion) {
+    const MESSAGES: usize = 64;
+    let directory = Arc::new(Mutex::new(Directory::default()));
+    let mut hub = Hub::new(
+        0,
+        1,
+        directory.clone(),
+        false,
+        usize::MAX,
+        SlowConsumer::Drop,
+    );
+    let mut table = Queues(vec![OutQueue::default()]);
+    hub.subscribe("room", 0, &mut table).unwrap();
+    let shared = directory.lock().unwrap().lookup("room").unwrap();
+    let frame = broadcast::message(OpCode::Binary, &[7; 64]);
+    let poll = mio::Poll::new().unwrap();
+    let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+    let (link, inbox) = fanout::inbox::channel(waker);
+    let mut group = c.benchmark_group("handoff");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.bench_function("turn_of_64", |b| {
+        b.iter(|| {
+            let batch: Vec<Handoff> = (0..MESSAGES as u64)
+                .map(|seq| Handoff {
+                    channel: shared.clone(),
+                    frame: frame.clone(),
+                    origin: 0,
+                    seq,
+                })
+                .collect();
+            link.hand_off(batch).unwrap();
+            inbox.rearm();
+            black_box(inbox.try_handoffs().unwrap());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fan_out, encode, batch, handoff);
 criterion_main!(benches);
