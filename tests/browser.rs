@@ -1,7 +1,8 @@
 //! The demo page in a real browser: `tests/browser/run.mjs` drives Debian's headless Chromium
 //! (through `playwright-core`) against a server on 127.0.0.1: two pages chat on one channel, a
 //! `POST /publish/…` reaches both, Chromium's `permessage-deflate` offer is declined without
-//! breaking the handshake, and numbers are plotted.
+//! breaking the handshake (and accepted with `--deflate`), numbers are plotted, and a token
+//! pasted into the page opens a server with access control.
 //!
 //! Needs `node` and Chromium (`CHROMIUM`, default `/usr/bin/chromium`); without either it prints
 //! "skipped: …" and passes. Runs `npm ci` in `tests/browser` when `playwright-core` is not
@@ -51,6 +52,12 @@ fn demo_page_in_headless_chromium() {
 
     let server = TestServer::start(|_| {});
     run_scenario(&dir, &chromium, &server, &[]);
+    server.stop();
+
+    // With --deflate: Chromium's offer accepted, and a long message compressed once.
+    let server = TestServer::start(|c| c.deflate = true);
+    run_scenario(&dir, &chromium, &server, &["--deflate"]);
+    common::await_metric(server.addr, "fanout_deflate_compressed_total", |n| n >= 1);
     server.stop();
 
     // A server that wants tokens: the demo page with one pasted in.

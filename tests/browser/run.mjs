@@ -1,12 +1,14 @@
 // The demo page in a real browser: Debian's headless Chromium, driven by playwright-core (which
 // never downloads a browser of its own), against a running fanout server. Run by tests/browser.rs.
 //
-// usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT]
+// usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT] [--deflate]
 //   HTTP_URL  the server: the page is `GET HTTP_URL`, publishes go to `POST HTTP_URL/publish/CHANNEL`
 //   --ws      the WebSocket URL handed to the page as `?ws=`, for when HTTP_URL is a stand-in that
 //             serves the page and publishes but is not the WebSocket server itself
 //   --token   a server that wants connection tokens: instead of the chat scenario, check that the
 //             page connects with this token pasted in (granting browser-*) and not without it
+//   --deflate the server runs with --deflate: Chromium's permessage-deflate offer is accepted, a
+//             long message (compressed by the server) arrives whole, and the chat scenario passes
 // env: CHROMIUM (default /usr/bin/chromium); FANOUT_SCREENSHOT=PATH writes a PNG of both pages.
 //
 // Prints one "ok:" line per check; on the first failure prints "FAIL: ..." and exits 1. The whole
@@ -21,8 +23,10 @@ const wsIndex = args.indexOf("--ws");
 const wsOverride = wsIndex >= 0 ? args.splice(wsIndex, 2)[1] : null;
 const tokenIndex = args.indexOf("--token");
 const token = tokenIndex >= 0 ? args.splice(tokenIndex, 2)[1] : null;
+const deflateIndex = args.indexOf("--deflate");
+const deflate = deflateIndex >= 0 && args.splice(deflateIndex, 1).length === 1;
 if (args.length !== 1 || (wsIndex >= 0 && !wsOverride) || (tokenIndex >= 0 && !token)) {
-  console.error("usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT]");
+  console.error("usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT] [--deflate]");
   process.exit(2);
 }
 const base = new URL(args[0]);
@@ -146,15 +150,17 @@ for (const [name, page] of Object.entries(pages)) {
   ok(`page ${name} loaded and connected`);
 }
 
-// Chromium always offers permessage-deflate; the server declines it, and the socket opens.
+// Chromium always offers permessage-deflate; without --deflate the server declines it and the
+// socket opens; with it, the server accepts it with no context takeover either way.
 expectEq(/permessage-deflate/.test(header(handshake.request, "Sec-WebSocket-Extensions") ?? ""), true,
   "Chromium offered permessage-deflate");
 expectEq(handshake.response?.status, 101, "handshake status");
-expectEq(header(handshake.response?.headers, "Sec-WebSocket-Extensions") ?? null, null,
+const accepted = deflate ? "permessage-deflate; server_no_context_takeover; client_no_context_takeover" : null;
+expectEq(header(handshake.response?.headers, "Sec-WebSocket-Extensions") ?? null, accepted,
   "extensions accepted by the server (response header)");
 for (const [name, page] of Object.entries(pages)) {
   const status = await page.$eval("#status", (e) => ({ ...e.dataset }));
-  expectEq(status, { state: "open", protocol: channel, extensions: "" }, `page ${name} socket`);
+  expectEq(status, { state: "open", protocol: channel, extensions: accepted ?? "" }, `page ${name} socket`);
 }
 
 // Typing happens in A: in front, its clicks are not slowed by background-tab throttling.
@@ -231,6 +237,18 @@ if (process.env.FANOUT_SCREENSHOT) {
   console.log(`screenshot of pages A and B: ${process.env.FANOUT_SCREENSHOT}`);
 }
 
+if (deflate) {
+  // Everything above ran over deflate sockets (its messages are under 256 B: sent plain). A
+  // long, repetitive message: Chromium sends it compressed, the server inflates it, compresses
+  // it once for the other page, and Chromium inflates that. (Before the log checks below,
+  // which count entries.)
+  const long = JSON.stringify(Array.from({ length: 40 }, (_, i) => ({ host: `web-${i % 4}`, cpu: i })));
+  await A.fill("#message", long);
+  await A.click("#send");
+  await waitForLog(B, "B", "in", long);
+  ok("a compressed message crossed both ways");
+}
+
 // The log keeps the newest 200 entries and the chart the last 100 points.
 const burst = Array.from({ length: 210 }, (_, i) => String(i));
 for (const body of burst) await publish(body, "text/plain");
@@ -254,6 +272,7 @@ await waitForLog(B, "B", "in", "only for B");
 await publish("only for A", "text/plain");
 await waitForLog(A, "A", "in", "only for A");
 expectEq((await logOf(A, "in")).includes("only for B"), false, "A got the other channel's message");
+
 
 await browser.close();
 console.log(`all ${checks} checks passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
