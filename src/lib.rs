@@ -58,6 +58,8 @@
 //! - [`metrics`]: the loops' counters and their Prometheus exposition.
 //! - [`memory`]: giving freed memory back to the operating system after a burst.
 //! - [`auth`]: JWT verification, channel grants and per-connection rate limits (sans-I/O).
+//! - [`tls`]: `wss://` and `https://` (rustls): the certificate files and their reloadable
+//!   holder, and [`tls::stream`], the TLS transport a connection drives over its socket.
 //! - [`server`]: the loops and their threads; [`connection`]: one client's socket and state.
 #![deny(missing_docs)]
 
@@ -74,6 +76,7 @@ pub mod node;
 pub mod proto;
 pub mod server;
 pub mod timers;
+pub mod tls;
 
 pub use broadcast::Message;
 pub use config::Config;
