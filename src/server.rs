@@ -141,6 +141,7 @@ impl Server {
             addr = %self.local_addr,
             loops = self.loops.len(),
             max_connections = self.node.max_connections,
+            tls = self.node.tls.is_some(),
             "listening"
         );
         let mut loops = self.loops.into_iter();

@@ -269,3 +269,49 @@ fn stalled_handshakes_are_closed_after_the_handshake_timeout() {
     let sample = "fanout_tls_errors_total{kind=\"handshake_timeout\"}";
     await_tls_metric(server.addr, &config, sample, |n| n == 2);
 }
+
+/// What an idle `wss://` subscriber costs the server, beside a plain `ws://` one: RSS growth
+/// over `FANOUT_IDLE_CONNS` (default 2000) upgraded connections, divided by their number.
+/// Prints the figures (the README quotes them); run with
+/// `cargo test --test tls -- --ignored idle_connection_memory --nocapture`.
+#[test]
+#[ignore = "a measurement: slow in a debug build, and it prints rather than asserts much"]
+fn idle_connection_memory() {
+    let n: usize = std::env::var("FANOUT_IDLE_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let cert = write_cert(&temp_dir("idle-memory"));
+    let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
+    let config = client_config(&[&cert.der]);
+    for tls in [false, true] {
+        let args: &[&str] = if tls {
+            &["--tls-cert", c, "--tls-key", k]
+        } else {
+            &[]
+        };
+        let server = ChildServer::start(args);
+        // One connection first, so buffers every connection shares are already there.
+        let _warm = if tls {
+            Err(wss(server.addr, config.clone(), "idle"))
+        } else {
+            Ok(ws(server.addr, "idle"))
+        };
+        let before = server.rss();
+        let conns: Vec<_> = (0..n)
+            .map(|_| {
+                if tls {
+                    Err(wss(server.addr, config.clone(), "idle"))
+                } else {
+                    Ok(ws(server.addr, "idle"))
+                }
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500)); // Let the trim after the burst run.
+        let per = server.rss().saturating_sub(before) / n;
+        let kind = if tls { "wss" } else { "ws" };
+        println!("{kind}: {per} bytes of RSS per idle connection ({n} connections)");
+        assert!(per < 64 << 10, "{kind}: {per} bytes per idle connection");
+        drop(conns);
+    }
+}
