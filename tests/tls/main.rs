@@ -315,3 +315,24 @@ fn idle_connection_memory() {
         drop(conns);
     }
 }
+
+#[test]
+fn a_client_that_does_not_trust_the_certificate_is_counted_as_an_alert() {
+    let cert = write_cert(&temp_dir("alert"));
+    let stranger = write_cert(&temp_dir("alert-stranger"));
+    let server = tls_server(&cert, |_| {});
+    let mut tcp = connect(server.addr);
+    let name = "localhost".try_into().unwrap();
+    let mut client = rustls::ClientConnection::new(client_config(&[&stranger.der]), name).unwrap();
+    let e = loop {
+        match client.complete_io(&mut tcp) {
+            Err(e) => break e.to_string(),
+            Ok(_) => assert!(client.is_handshaking(), "trusted a stranger's certificate"),
+        }
+    };
+    assert!(e.starts_with("invalid peer certificate"), "{e}");
+    let sample = "fanout_tls_errors_total{kind=\"alert\"}";
+    await_tls_metric(server.addr, &client_config(&[&cert.der]), sample, |n| {
+        n == 1
+    });
+}
