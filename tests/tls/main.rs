@@ -292,21 +292,16 @@ fn idle_connection_memory() {
         };
         let server = ChildServer::start(args);
         // One connection first, so buffers every connection shares are already there.
-        let _warm = if tls {
-            Err(wss(server.addr, config.clone(), "idle"))
-        } else {
-            Ok(ws(server.addr, "idle"))
+        let open = || -> Box<dyn std::any::Any> {
+            if tls {
+                Box::new(wss(server.addr, config.clone(), "idle"))
+            } else {
+                Box::new(ws(server.addr, "idle"))
+            }
         };
+        let _warm = open();
         let before = server.rss();
-        let conns: Vec<_> = (0..n)
-            .map(|_| {
-                if tls {
-                    Err(wss(server.addr, config.clone(), "idle"))
-                } else {
-                    Ok(ws(server.addr, "idle"))
-                }
-            })
-            .collect();
+        let conns: Vec<_> = (0..n).map(|_| open()).collect();
         std::thread::sleep(Duration::from_millis(500)); // Let the trim after the burst run.
         let per = server.rss().saturating_sub(before) / n;
         let kind = if tls { "wss" } else { "ws" };
