@@ -145,7 +145,8 @@ pub struct Config {
     #[arg(value_name = "ORIGIN", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Close connections that have not completed the handshake within this time (with 408).
+    /// Close connections that have not completed the handshake within this time (with 408; a
+    /// TLS handshake not done by then is just closed).
     #[arg(long, env = "FANOUT_HANDSHAKE_TIMEOUT")]
     #[arg(value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
@@ -306,6 +307,15 @@ pub struct Config {
     #[arg(long, env = "FANOUT_SOCKET_SEND_BUFFER")]
     #[arg(value_name = "BYTES", default_value = "256KiB", value_parser = parse_size)]
     pub socket_send_buffer: usize,
+
+    /// PEM certificate chain (leaf first). With --tls-key, the listener speaks TLS only
+    /// (wss:// and https:// on the same port); SIGHUP reads both files again.
+    #[arg(long, env = "FANOUT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "FANOUT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `fanout` command line: the settings, plus where to read more and what to do with them.

@@ -1,9 +1,14 @@
-//! One client connection: its socket, its phase, and its outbound queue.
+//! One client connection: its socket, its transport, its phase, and its outbound queue.
 //!
 //! With the event loop in `server.rs`, this is the only code that reads from or writes to a
 //! socket. Protocol decisions are made by the sans-I/O core ([`crate::proto`]); this file moves
 //! bytes and derives the poll [`Interest`] from the connection's state instead of tracking it by
 //! hand.
+//!
+//! The [`Transport`] is plain TCP or TLS (as in rustls' mio server): the same queue of shared
+//! frames feeds either, and everything above this file sees plaintext only. A TLS connection
+//! also wants to be written when rustls holds records (handshake messages, alerts), and sends
+//! `close_notify` after its last bytes, before our FIN.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -18,6 +23,17 @@ use crate::hub::Subscription;
 use crate::metrics::Stats;
 use crate::proto::deflate::Agreed;
 use crate::proto::session::Session;
+use crate::tls::stream::{TlsStream, Written};
+
+/// What carries a connection's bytes.
+#[derive(Debug)]
+pub enum Transport {
+    /// Plain TCP: the queue is written to the socket as it is.
+    Plain,
+    /// TLS (`--tls-cert`): the queue is encrypted per connection (boxed: a plain connection
+    /// carries only the pointer's room).
+    Tls(Box<TlsStream>),
+}
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -100,6 +116,8 @@ pub enum Flushed {
 #[derive(Debug)]
 pub struct Connection {
     socket: TcpStream,
+    /// Plain or TLS.
+    pub transport: Transport,
     /// Unique for the server's lifetime: tells a timer entry for a reused slab key apart.
     pub id: u64,
     /// Where the connection is in its life.
@@ -137,11 +155,13 @@ impl Connection {
         token: Token,
         id: u64,
         phase: Phase,
+        transport: Transport,
         registry: &mio::Registry,
     ) -> io::Result<Self> {
         registry.register(&mut socket, token, Interest::READABLE)?;
         Ok(Connection {
             socket,
+            transport,
             id,
             phase,
             out: OutQueue::default(),
@@ -201,14 +221,38 @@ impl Connection {
         }
     }
 
-    /// Reads once into `buf`. `Ok(0)` is the peer's EOF.
-    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads once into `buf` (with TLS: decrypts until `buf` is full or the socket would
+    /// block), counting the bytes read from the socket. `Ok(0)` is the peer's EOF.
+    pub fn read(&mut self, buf: &mut [u8], stats: &mut Stats) -> io::Result<usize> {
+        if let Transport::Tls(tls) = &mut self.transport {
+            return tls.read(&mut self.socket, buf, stats);
+        }
         loop {
             match self.socket.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    stats.bytes_in += n as u64;
+                    return Ok(n);
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Whether a read shorter than the buffer may leave something to read all the same (see
+    /// [`TlsStream::more_buffered`]); never for plain TCP.
+    pub fn more_buffered(&self) -> bool {
+        matches!(&self.transport, Transport::Tls(tls) if tls.more_buffered())
+    }
+
+    /// Whether its TLS handshake is still under way (never for plain TCP).
+    pub fn tls_handshaking(&self) -> bool {
+        matches!(&self.transport, Transport::Tls(tls) if tls.is_handshaking())
+    }
+
+    /// Whether anything waits to be written: queued frames, or records rustls holds.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || matches!(&self.transport, Transport::Tls(tls) if tls.wants_write())
     }
 
     /// Queues a frame and reports whether the connection just became dirty.
@@ -245,8 +289,24 @@ impl Connection {
     /// Writes queued frames until the queue is empty or the socket would block (then nothing
     /// more is tried until its writable event, see [`Self::write_blocked`]), counting in
     /// `stats`; in the closing phase, shuts our side down once everything is written. Runs of
-    /// small frames are gathered through `scratch` (see [`OutQueue::gather`]).
+    /// small frames are gathered through `scratch` (see [`OutQueue::gather`]). With TLS the
+    /// queue goes through rustls instead ([`TlsStream::flush`]: one `write_vectored` of the
+    /// queue, then the records), `close_notify` last when closing.
     pub fn flush(&mut self, stats: &mut Stats, scratch: &mut Vec<u8>) -> io::Result<Flushed> {
+        if let Transport::Tls(tls) = &mut self.transport {
+            if self.write_blocked {
+                return Ok(Flushed::Blocked);
+            }
+            let closing = matches!(self.phase, Phase::Closing { .. });
+            match tls.flush(&mut self.socket, &mut self.out, closing, stats)? {
+                Written::All => {}
+                Written::Held => return Ok(Flushed::Blocked),
+                Written::Blocked => {
+                    self.write_blocked = true;
+                    return Ok(Flushed::Blocked);
+                }
+            }
+        }
         while !self.out.is_empty() {
             if self.write_blocked {
                 return Ok(Flushed::Blocked);
@@ -287,12 +347,12 @@ impl Connection {
     }
 
     /// Re-registers with the poller if the interest derived from the state changed: writable
-    /// only while output is waiting.
+    /// only while output is waiting (see [`Self::has_output`]).
     pub fn update_interest(&mut self, registry: &mio::Registry, token: Token) -> io::Result<()> {
-        let wanted = if self.out.is_empty() {
-            Interest::READABLE
-        } else {
+        let wanted = if self.has_output() {
             Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
         };
         if wanted != self.registered {
             registry.reregister(&mut self.socket, token, wanted)?;

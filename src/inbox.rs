@@ -24,6 +24,7 @@ use mio::Waker;
 use crate::broadcast::{Broadcast, Message};
 use crate::directory::Shared;
 use crate::proto::handshake::is_channel;
+use crate::tls::{Certificates, TlsError};
 
 /// How many commands may wait for the first loop before [`Handle::publish`] blocks
 /// (backpressure on publishers instead of unbounded memory).
@@ -147,16 +148,31 @@ pub fn channel(waker: Waker) -> (Link, Inbox) {
     (link, inbox)
 }
 
-/// A cloneable, `Send` handle for publishing into a running server and stopping it.
+/// A cloneable, `Send` handle for publishing into a running server, rotating its TLS
+/// certificate and stopping it.
 #[derive(Clone, Debug)]
 pub struct Handle {
     links: Arc<[Link]>,
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Handle {
     /// A handle over the loops' links.
     pub fn new(links: Arc<[Link]>) -> Self {
-        Handle { links }
+        Handle { links, tls: None }
+    }
+
+    /// The same handle, able to reload the server's TLS certificate (see
+    /// [`Handle::reload_tls`]).
+    pub fn with_tls(self, tls: Option<Arc<Certificates>>) -> Self {
+        Handle { tls, ..self }
+    }
+
+    /// Reads `--tls-cert` and `--tls-key` again (what SIGHUP does): connections accepted from
+    /// now on, on every loop, use the new certificate; established ones are untouched. On an
+    /// error (logged too) the old certificate stays in force.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.as_ref().ok_or(TlsError::NotConfigured)?.reload()
     }
 
     /// Publishes `message` to every subscriber of `channel` (none is fine). Blocks while the

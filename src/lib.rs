@@ -25,7 +25,9 @@
 //!
 //! - **The loop** (one per thread, `--threads`): the poller, its listener (`SO_REUSEPORT`),
 //!   its connections, dirty and re-read lists, timers. Only it and `connection.rs` import
-//!   `mio` or touch a socket.
+//!   `mio` or touch a socket. A connection's transport is plain TCP or TLS (`--tls-cert`:
+//!   rustls, driven by the connection over its socket, see [`tls::stream`]); above it
+//!   everything sees plaintext, and a broadcast is still encoded once for every transport.
 //! - **The hub** (one per loop, no I/O): the loop's channels and subscriber keys, the batch
 //!   of each channel's frames per turn, the slow-consumer policy, and what to hand to which
 //!   other loop. It works on the loop's connection table through a small trait, so it is
@@ -58,6 +60,8 @@
 //! - [`metrics`]: the loops' counters and their Prometheus exposition.
 //! - [`memory`]: giving freed memory back to the operating system after a burst.
 //! - [`auth`]: JWT verification, channel grants and per-connection rate limits (sans-I/O).
+//! - [`tls`]: `wss://` and `https://` (rustls): the certificate files and their reloadable
+//!   holder, and [`tls::stream`], the TLS transport a connection drives over its socket.
 //! - [`server`]: the loops and their threads; [`connection`]: one client's socket and state.
 #![deny(missing_docs)]
 
@@ -74,6 +78,7 @@ pub mod node;
 pub mod proto;
 pub mod server;
 pub mod timers;
+pub mod tls;
 
 pub use broadcast::Message;
 pub use config::Config;

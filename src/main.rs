@@ -1,11 +1,13 @@
 //! The `fanout` binary: load the configuration (flags > `FANOUT_*` > `--config` file >
-//! defaults), print it if asked, raise the open-file limit, run the server until SIGINT/SIGTERM.
+//! defaults), print it if asked, raise the open-file limit, run the server until SIGINT/SIGTERM;
+//! SIGHUP reloads the TLS certificate.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use fanout::tls::TlsError;
 use fanout::{Config, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
@@ -36,6 +38,11 @@ fn main() -> ExitCode {
 
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
+        // A bad certificate or key is a bad setting: exit 2, naming the file.
+        Err(e) if e.get_ref().is_some_and(|e| e.is::<TlsError>()) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             error!(addr = %config.listen, error = %e, "cannot start the server");
             return ExitCode::FAILURE;
@@ -43,9 +50,10 @@ fn main() -> ExitCode {
     };
 
     // Signals arrive on their own thread and become a shutdown command through the same inbox
-    // every other publisher uses, so the loop has one way in from outside.
+    // every other publisher uses, so the loop has one way in from outside. SIGHUP swaps the
+    // TLS configuration the loops take at each accept, with no message to them.
     let handle = server.handle();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, "cannot install signal handlers");
@@ -54,6 +62,13 @@ fn main() -> ExitCode {
     };
     std::thread::spawn(move || {
         for signal in signals.forever() {
+            if signal == SIGHUP {
+                // Logged either way by the reload itself; without TLS there is nothing to do.
+                if let Err(TlsError::NotConfigured) = handle.reload_tls() {
+                    info!("SIGHUP ignored: no TLS certificate to reload");
+                }
+                continue;
+            }
             info!(signal, "received signal, shutting down");
             if handle.shutdown().is_err() {
                 break;

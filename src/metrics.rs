@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use crate::auth::AuthError;
 use crate::hub::HubStats;
+use crate::tls::ErrorKind as TlsErrorKind;
 
 /// Counts by a small code (an HTTP status, a close code) in a fixed array. Codes past its
 /// room are counted under `other`.
@@ -92,7 +93,7 @@ impl Merge for u64 {
     }
 }
 
-impl Merge for [u64; AUTH_ERRORS] {
+impl<const N: usize> Merge for [u64; N] {
     fn merge(&mut self, other: &Self) {
         for (a, b) in self.iter_mut().zip(other) {
             *a += b;
@@ -102,6 +103,9 @@ impl Merge for [u64; AUTH_ERRORS] {
 
 /// Room for every [`AuthError`] in [`Stats::auth_refusals`].
 pub const AUTH_ERRORS: usize = 16;
+
+/// One counter per [`TlsErrorKind`] in [`Stats::tls_errors`].
+pub const TLS_ERROR_KINDS: usize = TlsErrorKind::ALL.len();
 
 impl Merge for ByCode {
     fn merge(&mut self, other: &ByCode) {
@@ -164,6 +168,10 @@ stats! {
     handoffs: u64,
     /// Messages handed to other loops, counted once per target loop.
     handed_off: u64,
+    /// TLS handshakes completed (`--tls-cert`).
+    tls_handshakes: u64,
+    /// TLS connections that failed, by [`TlsErrorKind`] (its index in [`TlsErrorKind::ALL`]).
+    tls_errors: [u64; TLS_ERROR_KINDS],
 }
 
 impl Stats {
@@ -221,7 +229,7 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
         }
     };
     let one = |v: u64| [(String::new(), v)];
-    let counters: [(&str, &str, u64); 24] = [
+    let counters: [(&str, &str, u64); 25] = [
         (
             "fanout_client_publish_refusals",
             "Client messages refused (not allowed to publish there): closed with 1008.",
@@ -338,6 +346,11 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
             "Messages handed to other loops, once per target loop.",
             stats.handed_off,
         ),
+        (
+            "fanout_tls_handshakes",
+            "TLS handshakes completed (--tls-cert).",
+            stats.tls_handshakes,
+        ),
     ];
     let per_loop = |f: fn(&LoopGauges) -> usize| -> Vec<(String, u64)> {
         (loops.iter().enumerate())
@@ -380,6 +393,15 @@ pub fn render(stats: &Stats, hub: &HubStats, gauges: &Gauges, loops: &[LoopGauge
     let auth: Vec<(String, u64)> = (AuthError::ALL.iter().zip(stats.auth_refusals))
         .map(|(e, n)| (format!("{{reason=\"{}\"}}", snake(&format!("{e:?}"))), n))
         .collect();
+    let tls: Vec<(String, u64)> = (TlsErrorKind::ALL.iter().zip(stats.tls_errors))
+        .map(|(k, n)| (format!("{{kind=\"{}\"}}", k.label()), n))
+        .collect();
+    metric(
+        "fanout_tls_errors",
+        "counter",
+        "TLS connections closed for an error, by kind (see the README).",
+        &tls,
+    );
     let d = &hub.deflate;
     for (name, help, value) in [
         (

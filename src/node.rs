@@ -7,6 +7,8 @@
 //!   connections (`--max-connections`) and partly received input (`--max-input-memory`), as
 //!   atomics each loop adds its share to (history's budget is in the directory);
 //! - each loop's [`Link`], through which [`crate::Handle`]s and the other loops reach it;
+//! - the TLS certificates (`--tls-cert`), which every loop reads at each accept and a reload
+//!   replaces for all of them at once;
 //! - each loop's counters as of its last turn ([`Snapshot`]), which a `/metrics` scrape on any
 //!   loop adds up.
 
@@ -20,6 +22,7 @@ use crate::directory::Directory;
 use crate::hub::HubStats;
 use crate::inbox::Link;
 use crate::metrics::{LoopGauges, Stats};
+use crate::tls::Certificates;
 
 /// How often a loop recomputes the gauges it reports (its connections' queued bytes take a
 /// walk over them).
@@ -56,6 +59,8 @@ pub struct Node {
     pub links: Arc<[Link]>,
     /// The keys that verify connection tokens (`--auth-*`); `None`: no token needed.
     pub auth: Option<AuthKeys>,
+    /// The certificate connections are accepted with (`--tls-cert`); `None`: plain TCP.
+    pub tls: Option<Arc<Certificates>>,
     snapshots: Vec<Mutex<Snapshot>>,
 }
 
@@ -67,9 +72,11 @@ impl Node {
         directory: Directory,
         links: Arc<[Link]>,
         auth: Option<AuthKeys>,
+        tls: Option<Arc<Certificates>>,
     ) -> Node {
         Node {
             auth,
+            tls,
             config,
             max_connections,
             directory: Arc::new(Mutex::new(directory)),

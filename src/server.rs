@@ -27,6 +27,7 @@ use crate::directory::Directory;
 use crate::inbox::{self, Handle};
 use crate::node::Node;
 use crate::proto::handshake;
+use crate::tls::Certificates;
 
 mod dispatch;
 mod event_loop;
@@ -45,7 +46,8 @@ pub struct Server {
 
 impl Server {
     /// Binds every loop's listener and prepares the loops; nothing is served until
-    /// [`Server::run`].
+    /// [`Server::run`]. With `--tls-cert` and `--tls-key` the certificate is loaded here: an
+    /// error is `InvalidInput` wrapping a [`crate::tls::TlsError`] that names the file.
     pub fn bind(config: Config) -> io::Result<Server> {
         if let Some(name) = &config.default_channel
             && !handshake::is_channel(name.as_bytes())
@@ -62,6 +64,10 @@ impl Server {
             config.auth_public_key.as_deref(),
         )
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let tls =
+            Certificates::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+                .map(Arc::new);
         let threads = config.threads.resolve();
         let reuse_port = threads > 1;
         let first = listen(config.listen, reuse_port)?;
@@ -96,6 +102,7 @@ impl Server {
             directory,
             links.into(),
             auth,
+            tls,
         ));
         let mut first = Some(first);
         let loops = (parts.into_iter().enumerate())
@@ -123,7 +130,7 @@ impl Server {
 
     /// A handle for publishing from other threads and for shutting down.
     pub fn handle(&self) -> Handle {
-        Handle::new(self.node.links.clone())
+        Handle::new(self.node.links.clone()).with_tls(self.node.tls.clone())
     }
 
     /// Runs every loop until a shutdown completes (all connections closed, or the shutdown
@@ -134,6 +141,7 @@ impl Server {
             addr = %self.local_addr,
             loops = self.loops.len(),
             max_connections = self.node.max_connections,
+            tls = self.node.tls.is_some(),
             "listening"
         );
         let mut loops = self.loops.into_iter();

@@ -94,6 +94,8 @@ pub(super) struct FileConfig {
     max_channels: Option<usize>,
     #[serde(with = "size")]
     socket_send_buffer: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -115,7 +117,7 @@ impl FileConfig {
             auth_hmac_secret, auth_public_key, admin_token, max_client_rate, max_client_burst,
             rate_limit, history,
             history_ttl, max_history_memory, deflate, deflate_level, deflate_min_size,
-            max_channels, socket_send_buffer
+            max_channels, socket_send_buffer, tls_cert, tls_key
         }
     }
 }
@@ -154,6 +156,8 @@ impl From<&Config> for FileConfig {
             deflate_min_size: Some(c.deflate_min_size),
             max_channels: Some(c.max_channels),
             socket_send_buffer: Some(c.socket_send_buffer),
+            tls_cert: c.tls_cert.clone(),
+            tls_key: c.tls_key.clone(),
         }
     }
 }

@@ -24,6 +24,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.history_ttl, Duration::from_secs(300));
     assert_eq!(c.max_history_memory, 256 << 20);
     assert!(!c.echo);
+    assert_eq!((c.tls_cert, c.tls_key), (None, None));
 }
 
 #[test]
@@ -128,6 +129,8 @@ fn everything_set() -> Config {
         deflate_min_size: 64,
         max_channels: 5000,
         socket_send_buffer: 0,
+        tls_cert: Some("/etc/fanout/cert.pem".into()),
+        tls_key: Some("/etc/fanout/key.pem".into()),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::inbox::Command;
 use crate::proto::handshake::{self, Refusal};
 use crate::proto::session::{Event, Session, Timeout};
 use crate::proto::{close, http};
+use crate::tls::ErrorKind as TlsErrorKind;
 
 impl Loop {
     pub(super) fn on_data(&mut self, key: usize, data: &mut [u8]) {
@@ -354,7 +355,13 @@ impl Loop {
             return self.close_open(key, auth::EXPIRED_CLOSE_REASON);
         }
         let conn = &mut self.conns[key];
+        let tls_handshaking = conn.tls_handshaking();
         match &mut conn.phase {
+            // No 408 before TLS is up: just close.
+            Phase::Http { .. } if tls_handshaking => {
+                TlsErrorKind::HandshakeTimeout.count(&mut self.stats);
+                self.remove(key)
+            }
             Phase::Http { .. } => self.refuse(key, Refusal::timeout()),
             Phase::Closing { .. } => {
                 let unsent = conn.out.queued_bytes();

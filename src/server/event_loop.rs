@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::table::Table;
 use crate::config;
-use crate::connection::{Connection, Phase};
+use crate::connection::{Connection, Phase, Transport};
 use crate::hub::{Hub, Subscription};
 use crate::inbox::Inbox;
 use crate::memory;
@@ -34,6 +34,7 @@ use crate::proto::deflate::{Compressor, Inflater};
 use crate::proto::handshake::Refusal;
 use crate::proto::session::Limits;
 use crate::timers::Timers;
+use crate::tls::TlsStream;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
@@ -352,6 +353,17 @@ impl Loop {
             let size = self.config.socket_send_buffer;
             let _ = socket2::SockRef::from(&socket).set_send_buffer_size(size);
         }
+        // The TLS handshake counts against --handshake-timeout, as the HTTP request does.
+        let transport = match &self.node.tls {
+            None => Transport::Plain,
+            Some(certs) => match TlsStream::new(certs.current()) {
+                Ok(tls) => Transport::Tls(Box::new(tls)),
+                Err(e) => {
+                    self.node.connections.fetch_sub(1, Ordering::AcqRel);
+                    return warn!(error = %e, "cannot start a TLS session");
+                }
+            },
+        };
         let phase = Phase::Http {
             buf: Vec::new(),
             deadline: self.now + self.config.handshake_timeout,
@@ -365,6 +377,7 @@ impl Loop {
             Token(key),
             self.next_id,
             phase,
+            transport,
             self.poll.registry(),
         ) {
             Ok(conn) => entry.insert(conn),
@@ -379,7 +392,8 @@ impl Loop {
     /// Past the reserve kept for monitoring: the `503` is written on the spot (a new socket's
     /// send buffer always has room for it) and the connection closed, so even a flood of
     /// connections gets its answer at no memory cost. What the client already sent is read
-    /// first, so closing sends a FIN and not a reset that could destroy the answer.
+    /// first, so closing sends a FIN and not a reset that could destroy the answer. Over TLS
+    /// there is no answer without a handshake: the connection is just closed.
     pub(super) fn refuse_at_once(&mut self, mut socket: TcpStream) {
         self.stats.refusals.add(503);
         for _ in 0..4 {
@@ -387,7 +401,9 @@ impl Loop {
                 break;
             }
         }
-        let _ = socket.write_all(&Refusal::SERVICE_UNAVAILABLE.response());
+        if self.node.tls.is_none() {
+            let _ = socket.write_all(&Refusal::SERVICE_UNAVAILABLE.response());
+        }
         let _ = socket.shutdown(std::net::Shutdown::Write);
     }
 
@@ -417,17 +433,18 @@ impl Loop {
                 conn.read_paused = true;
                 break;
             }
-            match conn.read(&mut buf) {
+            match conn.read(&mut buf, &mut self.stats) {
                 Ok(0) => {
                     self.on_eof(key);
                     break;
                 }
                 Ok(n) => {
-                    self.stats.bytes_in += n as u64;
                     self.on_data(key, &mut buf[..n]);
                     self.count_input(key);
-                    let stopped = self.conns.get(key).is_none_or(|c| c.backlog);
-                    if stopped || n < buf.len() && !closed {
+                    let Some(conn) = self.conns.get(key).filter(|c| !c.backlog) else {
+                        break;
+                    };
+                    if n < buf.len() && !closed && !conn.more_buffered() {
                         break;
                     }
                 }
@@ -440,6 +457,10 @@ impl Loop {
             }
         }
         self.read_buf = buf;
+        // A TLS handshake message (or alert) to answer, even with nothing queued.
+        if self.conns.get(key).is_some_and(Connection::has_output) {
+            self.mark_dirty(key);
+        }
     }
 
     /// Handles what `key` read in an earlier turn and left unhandled (see
@@ -476,7 +497,7 @@ impl Loop {
             return;
         };
         let _ = conn.flush(&mut self.stats, &mut self.scratch);
-        if conn.out.is_empty() {
+        if !conn.has_output() {
             return self.remove(key);
         }
         if !matches!(conn.phase, Phase::Closing { .. }) {

@@ -370,6 +370,11 @@ impl ChildServer {
         ChildServer { addr, child }
     }
 
+    /// Its process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its resident set size in bytes (`VmRSS`).
     pub fn rss(&self) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();

@@ -1,0 +1,241 @@
+//! The TLS transport against a rustls client over an in-memory wire: records per flush, the
+//! cap on what rustls holds, error kinds, `close_notify`.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::*;
+use crate::tls::tests::generated;
+
+/// The server's side of an in-memory connection: reads what the client sent, writes into a
+/// buffer that takes at most `room` more bytes (then `WouldBlock`).
+#[derive(Default)]
+struct Wire {
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+    room: Option<usize>,
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.to_server.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.to_server.len());
+        buf[..n].copy_from_slice(&self.to_server[..n]);
+        self.to_server.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.room.map_or(buf.len(), |r| r.min(buf.len()));
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if let Some(r) = &mut self.room {
+            *r -= n;
+        }
+        self.to_client.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Pair {
+    server: TlsStream,
+    client: ClientConnection,
+    wire: Wire,
+    out: OutQueue,
+    stats: Stats,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (config, der) = generated();
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(der)).unwrap();
+        let client = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut pair = Pair {
+            server: TlsStream::new(config).unwrap(),
+            client: ClientConnection::new(Arc::new(client), name).unwrap(),
+            wire: Wire::default(),
+            out: OutQueue::default(),
+            stats: Stats::default(),
+        };
+        while pair.client.is_handshaking() || pair.server.is_handshaking() {
+            pair.client.write_tls(&mut pair.wire.to_server).unwrap();
+            let mut buf = [0u8; 1024];
+            let read = pair.server.read(&mut pair.wire, &mut buf, &mut pair.stats);
+            assert_eq!(read.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+            pair.flush(false);
+            pair.deliver();
+        }
+        assert_eq!(pair.stats.tls_handshakes, 1);
+        pair.flush(false); // TLS 1.3 session tickets.
+        pair.deliver();
+        pair
+    }
+
+    fn flush(&mut self, closing: bool) -> Written {
+        let (wire, out, stats) = (&mut self.wire, &mut self.out, &mut self.stats);
+        self.server.flush(wire, out, closing, stats).unwrap()
+    }
+
+    /// Hands the client what the server wrote; returns the plaintext it decrypted.
+    fn deliver(&mut self) -> Vec<u8> {
+        let mut from = &self.wire.to_client[..];
+        let mut plain = Vec::new();
+        while !from.is_empty() {
+            self.client.read_tls(&mut from).unwrap();
+            self.client.process_new_packets().unwrap();
+            let _ = self.client.reader().read_to_end(&mut plain);
+        }
+        self.wire.to_client.clear();
+        plain
+    }
+}
+
+/// The content types of the records in `bytes`.
+fn records(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 5 {
+        types.push(rest[0]);
+        let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+        rest = &rest[5 + len..];
+    }
+    assert!(rest.is_empty(), "a partial record");
+    types
+}
+
+#[test]
+fn a_turn_of_frames_goes_out_in_one_record() {
+    let mut pair = Pair::new();
+    let mut expected = Vec::new();
+    for i in 0..200u8 {
+        let frame = Arc::new(vec![0x81, 3, b'm', i, i]);
+        expected.extend_from_slice(&frame);
+        pair.out.push(frame);
+    }
+    let sends = pair.stats.sends;
+    assert_eq!(pair.flush(false), Written::All);
+    assert_eq!(pair.stats.sends - sends, 1, "one write");
+    assert_eq!(
+        records(&pair.wire.to_client),
+        [0x17],
+        "one application-data record"
+    );
+    assert_eq!(pair.deliver(), expected);
+    assert!(pair.out.is_empty() && !pair.server.wants_write());
+}
+
+#[test]
+fn rustls_holds_no_more_than_its_limit_and_the_rest_stays_queued() {
+    let mut pair = Pair::new();
+    let mut expected = Vec::new();
+    for i in 0..64u8 {
+        let frame = Arc::new(vec![i; 16 * 1024]);
+        expected.extend_from_slice(&frame);
+        pair.out.push(frame);
+    }
+    pair.wire.room = Some(10_000);
+    assert_eq!(pair.flush(false), Written::Blocked);
+    let taken = expected.len() - pair.out.queued_bytes();
+    assert!(taken <= TLS_BUFFER_LIMIT, "rustls took {taken} bytes");
+    assert!(pair.server.wants_write());
+    let mut received = pair.deliver();
+    while !pair.out.is_empty() || pair.server.wants_write() {
+        pair.wire.room = Some(100_000);
+        pair.flush(false);
+        received.extend(pair.deliver());
+    }
+    assert_eq!(received, expected);
+}
+
+#[test]
+fn closing_sends_close_notify_after_the_last_bytes() {
+    let mut pair = Pair::new();
+    pair.out.push(Arc::new(vec![0x88, 2, 0x03, 0xe8]));
+    assert_eq!(pair.flush(true), Written::All);
+    assert_eq!(records(&pair.wire.to_client), [0x17, 0x17]);
+    assert_eq!(pair.deliver(), [0x88, 2, 0x03, 0xe8]);
+    let mut rest = Vec::new();
+    assert_eq!(
+        pair.client.reader().read_to_end(&mut rest).unwrap(),
+        0,
+        "clean end"
+    );
+}
+
+#[test]
+fn data_after_the_handshake_is_read_in_order_then_the_end() {
+    let mut pair = Pair::new();
+    pair.client.writer().write_all(b"hello").unwrap();
+    pair.client.send_close_notify();
+    pair.client.write_tls(&mut pair.wire.to_server).unwrap();
+    let mut buf = [0u8; 64];
+    let n = pair
+        .server
+        .read(&mut pair.wire, &mut buf, &mut pair.stats)
+        .unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    assert!(pair.server.more_buffered());
+    assert_eq!(
+        pair.server
+            .read(&mut pair.wire, &mut buf, &mut pair.stats)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn errors_are_counted_by_kind() {
+    let (config, _) = generated();
+    let mut server = TlsStream::new(config).unwrap();
+    let mut wire = Wire {
+        to_server: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        ..Wire::default()
+    };
+    let mut stats = Stats::default();
+    let e = server
+        .read(&mut wire, &mut [0; 64], &mut stats)
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(stats.tls_errors[ErrorKind::Plaintext as usize], 1);
+    assert_eq!(
+        wire.to_client, b"\x15\x03\x03\x00\x02\x02\x32",
+        "decode_error alert"
+    );
+
+    let mut pair = Pair::new();
+    pair.wire.to_server = vec![0x17, 3, 3, 0, 20];
+    pair.wire.to_server.extend([0u8; 20]);
+    let e = pair
+        .server
+        .read(&mut pair.wire, &mut [0; 64], &mut pair.stats);
+    assert_eq!(e.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    assert_eq!(pair.stats.tls_errors[ErrorKind::BadRecord as usize], 1);
+    let labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+    let want = [
+        "plaintext",
+        "handshake",
+        "alert",
+        "bad_record",
+        "handshake_timeout",
+        "other",
+    ];
+    assert_eq!(labels, want);
+}
