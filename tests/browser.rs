@@ -60,6 +60,27 @@ fn demo_page_in_headless_chromium() {
     common::await_metric(server.addr, "fanout_deflate_compressed_total", |n| n >= 1);
     server.stop();
 
+    // Over TLS: the page from https://, its socket to wss:// (the page picks the scheme), the
+    // publishes over https://, with a certificate made for this run.
+    let certs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start(|c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    });
+    run_scenario_at(
+        &format!("https://{}/", server.addr),
+        &dir,
+        &chromium,
+        &[("NODE_EXTRA_CA_CERTS", cert.as_os_str())],
+        &[],
+    );
+    server.stop();
+
     // A server that wants tokens: the demo page with one pasted in.
     const SECRET: &str = "the browser test's secret, 32+ bytes";
     let server = TestServer::start(|c| c.auth_hmac_secret = Some(SECRET.into()));
@@ -79,10 +100,28 @@ fn demo_page_in_headless_chromium() {
 /// Runs `run.mjs` against `server` with `args`; fails the test with its output unless it
 /// passes.
 fn run_scenario(dir: &Path, chromium: &Path, server: &TestServer, args: &[&str]) {
+    run_scenario_at(
+        &format!("http://{}/", server.addr),
+        dir,
+        chromium,
+        &[],
+        args,
+    );
+}
+
+/// Runs `run.mjs` against the server at `url`, with `env` added to node's environment.
+fn run_scenario_at(
+    url: &str,
+    dir: &Path,
+    chromium: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    args: &[&str],
+) {
     let child = Command::new("node")
         .arg(dir.join("run.mjs"))
-        .arg(format!("http://{}/", server.addr))
+        .arg(url)
         .args(args)
+        .envs(env.iter().copied())
         .env("CHROMIUM", chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

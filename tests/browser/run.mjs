@@ -2,7 +2,9 @@
 // never downloads a browser of its own), against a running fanout server. Run by tests/browser.rs.
 //
 // usage: node run.mjs HTTP_URL [--ws WS_URL] [--token JWT] [--deflate]
-//   HTTP_URL  the server: the page is `GET HTTP_URL`, publishes go to `POST HTTP_URL/publish/CHANNEL`
+//   HTTP_URL  the server: the page is `GET HTTP_URL`, publishes go to `POST HTTP_URL/publish/CHANNEL`;
+//             an https:// one may have a self-signed certificate (Chromium ignores certificate
+//             errors; node's fetch trusts what NODE_EXTRA_CA_CERTS names)
 //   --ws      the WebSocket URL handed to the page as `?ws=`, for when HTTP_URL is a stand-in that
 //             serves the page and publishes but is not the WebSocket server itself
 //   --token   a server that wants connection tokens: instead of the chat scenario, check that the
@@ -89,11 +91,16 @@ async function publish(body, contentType, to = channel) {
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync"],
+    "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync",
+    // An https:// server in the tests has a self-signed certificate made for the run.
+    ...(base.protocol === "https:" ? ["--ignore-certificate-errors"] : [])],
   timeout: 15_000,
 });
 console.log(`chromium ${browser.version()}, page ${pageUrl}`);
-const context = await browser.newContext({ viewport: { width: 640, height: 720 } });
+const context = await browser.newContext({
+  viewport: { width: 640, height: 720 },
+  ignoreHTTPSErrors: base.protocol === "https:",
+});
 const pages = {};
 for (const name of ["A", "B"]) {
   const page = await context.newPage();
@@ -135,6 +142,7 @@ await cdp.send("Network.enable");
 const handshake = {};
 const header = (headers, name) =>
   Object.entries(headers ?? {}).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1];
+cdp.on("Network.webSocketCreated", (e) => (handshake.url ??= e.url));
 cdp.on("Network.webSocketWillSendHandshakeRequest", (e) => (handshake.request = e.request.headers));
 cdp.on("Network.webSocketHandshakeResponseReceived", (e) => (handshake.response = e.response));
 
@@ -155,6 +163,9 @@ for (const [name, page] of Object.entries(pages)) {
 expectEq(/permessage-deflate/.test(header(handshake.request, "Sec-WebSocket-Extensions") ?? ""), true,
   "Chromium offered permessage-deflate");
 expectEq(handshake.response?.status, 101, "handshake status");
+// A page served over https:// opens wss:// on the same host and port.
+expectEq(handshake.url, wsOverride ?? `${base.protocol === "https:" ? "wss" : "ws"}://${base.host}/`,
+  "the socket's URL");
 const accepted = deflate ? "permessage-deflate; server_no_context_takeover; client_no_context_takeover" : null;
 expectEq(header(handshake.response?.headers, "Sec-WebSocket-Extensions") ?? null, accepted,
   "extensions accepted by the server (response header)");
