@@ -50,7 +50,8 @@
 //!
 //! - [`config`]: every limit and default, with the reason for it; also the CLI.
 //! - [`proto`]: the RFC 6455 core: [`proto::handshake`], [`proto::frame`], [`proto::mask`],
-//!   [`proto::utf8`], [`proto::close`], [`proto::session`].
+//!   [`proto::utf8`], [`proto::close`], [`proto::session`], and [`proto::deflate`]
+//!   (permessage-deflate: compressed once per message, no state per connection).
 //! - [`node`]: what the loops share; [`directory`]: every channel, its loops, its history.
 //! - [`hub`]: who gets what on one loop: the fan-out, one contiguous batch per channel per
 //!   turn, hand-offs to other loops, and the slow-consumer policy, with no socket in sight.
