@@ -94,6 +94,11 @@ pub(super) struct FileConfig {
     max_channels: Option<usize>,
     #[serde(with = "size")]
     socket_send_buffer: Option<usize>,
+    redis: Option<String>,
+    redis_prefix: Option<String>,
+    node_id: Option<String>,
+    redis_queue: Option<usize>,
+    redis_sharded: Option<bool>,
 }
 
 impl FileConfig {
@@ -115,7 +120,8 @@ impl FileConfig {
             auth_hmac_secret, auth_public_key, admin_token, max_client_rate, max_client_burst,
             rate_limit, history,
             history_ttl, max_history_memory, deflate, deflate_level, deflate_min_size,
-            max_channels, socket_send_buffer
+            max_channels, socket_send_buffer, redis, redis_prefix, node_id, redis_queue,
+            redis_sharded
         }
     }
 }
@@ -154,6 +160,11 @@ impl From<&Config> for FileConfig {
             deflate_min_size: Some(c.deflate_min_size),
             max_channels: Some(c.max_channels),
             socket_send_buffer: Some(c.socket_send_buffer),
+            redis: c.redis.clone(),
+            redis_prefix: Some(c.redis_prefix.clone()),
+            node_id: c.node_id.clone(),
+            redis_queue: Some(c.redis_queue),
+            redis_sharded: Some(c.redis_sharded),
         }
     }
 }

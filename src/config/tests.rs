@@ -24,6 +24,11 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.history_ttl, Duration::from_secs(300));
     assert_eq!(c.max_history_memory, 256 << 20);
     assert!(!c.echo);
+    assert_eq!(c.redis, None);
+    assert_eq!(c.redis_prefix, "fanout:");
+    assert_eq!(c.node_id, None);
+    assert_eq!(c.redis_queue, 65_536);
+    assert!(!c.redis_sharded);
 }
 
 #[test]
@@ -128,6 +133,11 @@ fn everything_set() -> Config {
         deflate_min_size: 64,
         max_channels: 5000,
         socket_send_buffer: 0,
+        redis: Some("redis://127.0.0.1:6379/2".into()),
+        redis_prefix: "chat:".into(),
+        node_id: Some("web-3".into()),
+        redis_queue: 1000,
+        redis_sharded: true,
     }
 }
 
