@@ -7,6 +7,7 @@
 //!   connections (`--max-connections`) and partly received input (`--max-input-memory`), as
 //!   atomics each loop adds its share to (history's budget is in the directory);
 //! - each loop's [`Link`], through which [`crate::Handle`]s and the other loops reach it;
+//! - the Redis backplane, if any (`--redis`);
 //! - each loop's counters as of its last turn ([`Snapshot`]), which a `/metrics` scrape on any
 //!   loop adds up.
 
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::auth::AuthKeys;
+use crate::backplane::Backplane;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::HubStats;
@@ -56,6 +58,8 @@ pub struct Node {
     pub links: Arc<[Link]>,
     /// The keys that verify connection tokens (`--auth-*`); `None`: no token needed.
     pub auth: Option<AuthKeys>,
+    /// The Redis backplane (`--redis`): where loops send what they accept for other nodes.
+    pub backplane: Option<Backplane>,
     snapshots: Vec<Mutex<Snapshot>>,
 }
 
@@ -67,9 +71,11 @@ impl Node {
         directory: Directory,
         links: Arc<[Link]>,
         auth: Option<AuthKeys>,
+        backplane: Option<Backplane>,
     ) -> Node {
         Node {
             auth,
+            backplane,
             config,
             max_connections,
             directory: Arc::new(Mutex::new(directory)),
