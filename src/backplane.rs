@@ -26,7 +26,10 @@
 //! - **Failures**: a lost connection is retried with a backoff from [`FIRST_BACKOFF`] doubling
 //!   to [`MAX_BACKOFF`] (with jitter), every channel in use is subscribed again, and the state
 //!   change is logged once; `fanout_backplane_up` shows it and `/healthz` stays 200, since
-//!   local service goes on.
+//!   local service goes on. A subscriber connection can also wedge (up for Redis, delivering
+//!   nothing, as seen after failovers): the publisher sends this node a probe every second on
+//!   a channel of its own, and when probes Redis acknowledged stop coming back for 3 s the
+//!   subscriber connection is replaced.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -130,6 +133,12 @@ impl Settings {
         s.push_str(&self.prefix);
         s.push_str(name);
         s
+    }
+
+    /// The node's own probe channel: `@` is not in a channel name, so no fanout channel
+    /// collides with it.
+    fn probe_channel(&self) -> String {
+        format!("{}@probe:{}", self.prefix, self.node_id())
     }
 
     /// The connection settings, with RESP3 for the subscriber (its pushes carry sharded

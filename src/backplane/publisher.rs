@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::{Client, Connection};
 use tracing::debug;
+
+use crate::proto::frame::OpCode;
 
 use super::stats::Link;
 use super::{
@@ -16,6 +18,10 @@ use super::{
 
 /// How often an idle publisher looks at the stop flag and the subscriber's reconnections.
 const IDLE: Duration = Duration::from_millis(100);
+
+/// How often the publisher sends this node a probe through Redis, so the subscriber sees
+/// when its connection stopped delivering (see `subscriber::WEDGED_AFTER`).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct Publisher {
     pub(super) settings: Arc<Settings>,
@@ -34,6 +40,7 @@ impl Publisher {
         let mut backoff = FIRST_BACKOFF;
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         let mut buf = Vec::new();
+        let mut next_probe = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let generation = self.generation.load(Ordering::Acquire);
             if con.is_none() || generation != seen {
@@ -52,6 +59,16 @@ impl Publisher {
                         back_off(&mut backoff, &self.stop, || {});
                         continue;
                     }
+                }
+            }
+            if Instant::now() >= next_probe
+                && let Some(c) = con.as_mut()
+            {
+                next_probe = Instant::now() + PROBE_EVERY;
+                if let Err(e) = self.probe(c, &mut buf) {
+                    self.stats.set(Link::Publisher, false, Some(&e));
+                    con = None;
+                    continue;
                 }
             }
             match self.queue.recv_timeout(IDLE) {
@@ -101,6 +118,24 @@ impl Publisher {
         con.set_read_timeout(Some(IO_TIMEOUT))?;
         con.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(con)
+    }
+
+    /// Publishes a probe (an empty envelope) to this node's own probe channel.
+    fn probe(&self, con: &mut Connection, buf: &mut Vec<u8>) -> redis::RedisResult<()> {
+        let command = if self.settings.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let now = super::unix_micros();
+        buf.clear();
+        envelope::encode_into(buf, &self.settings.node_id, OpCode::Binary, now, b"");
+        redis::cmd(command)
+            .arg(self.settings.probe_channel())
+            .arg(&buf[..])
+            .exec(con)?;
+        self.stats.probe_acked_us.store(now, Ordering::Release);
+        Ok(())
     }
 
     /// One pipeline of PUBLISH (or SPUBLISH) commands, one envelope each.

@@ -34,6 +34,10 @@ pub struct BackplaneStats {
     /// (Un)subscribe notices the loops could not queue for the bridge: it then re-reads the
     /// channel directory instead.
     pub interest_overflows: AtomicU64,
+    /// Subscriber connections replaced for delivering nothing while Redis took probes.
+    pub wedged: AtomicU64,
+    /// Publish time of the newest probe Redis acknowledged (µs since the epoch).
+    pub(super) probe_acked_us: AtomicU64,
     /// Envelope age on arrival: a count per bucket (not cumulative), then the `+Inf` one.
     age_buckets: [AtomicU64; AGE_BUCKETS.len() + 1],
     age_sum_us: AtomicU64,
@@ -140,6 +144,12 @@ impl BackplaneStats {
             "counter",
             "Subscription changes the bridge was told of by re-reading every channel.",
             get(&self.interest_overflows),
+        );
+        one(
+            "fanout_backplane_wedged",
+            "counter",
+            "Subscriber connections replaced because this node's probes stopped coming back.",
+            get(&self.wedged),
         );
         one(
             "fanout_backplane_subscriptions",

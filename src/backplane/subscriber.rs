@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use redis::{Client, Connection, PushKind, RedisResult, Value};
+use redis::{Client, Connection, PushKind, RedisError, RedisResult, Value};
 use tracing::debug;
 
 use super::stats::Link;
@@ -37,10 +37,35 @@ pub(super) struct Subscriber {
     to_subscribe: Vec<Box<str>>,
     /// Forgotten channels, unsubscribed when due unless wanted again.
     lingering: VecDeque<(Instant, Box<str>)>,
+    /// Publish time of the newest probe of ours that came back (or when connected).
+    probe_seen_us: u64,
 }
 
-/// The loops have stopped: nothing more to deliver to.
-struct Stopped;
+/// Why the subscriber stopped serving a connection.
+enum Failure {
+    /// The loops have stopped: nothing more to deliver to.
+    Stopped,
+    /// The connection failed.
+    Redis(RedisError),
+    /// Probes the publisher got through to Redis stopped coming back.
+    Wedged,
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+/// How long probes acknowledged by Redis may go unseen before the subscriber connection is
+/// deemed wedged (up for Redis, delivering nothing: seen after failovers) and replaced.
+pub(super) const WEDGED_AFTER: Duration = Duration::from_secs(3);
+
+/// Whether a probe published at `acked_us` (acknowledged by Redis) should have arrived, when
+/// the newest one seen was published at `seen_us` (or the connection was made then).
+fn wedged(acked_us: u64, seen_us: u64) -> bool {
+    acked_us > seen_us + WEDGED_AFTER.as_micros() as u64
+}
 
 impl Subscriber {
     #[allow(clippy::too_many_arguments)]
@@ -67,6 +92,7 @@ impl Subscriber {
             subscribed: HashSet::new(),
             to_subscribe: Vec::new(),
             lingering: VecDeque::new(),
+            probe_seen_us: 0,
         }
     }
 
@@ -78,11 +104,15 @@ impl Subscriber {
                 Ok(con) => {
                     backoff = FIRST_BACKOFF;
                     match self.serve(con) {
-                        Ok(Ok(())) | Err(Stopped) => return,
-                        Ok(Err(e)) => e,
+                        Ok(()) | Err(Failure::Stopped) => return,
+                        Err(Failure::Redis(e)) => e.to_string(),
+                        Err(Failure::Wedged) => {
+                            self.stats.wedged.fetch_add(1, Ordering::Relaxed);
+                            format!("no probe came back in {WEDGED_AFTER:?}: connection wedged")
+                        }
                     }
                 }
-                Err(e) => e,
+                Err(e) => e.to_string(),
             };
             debug!(error = %error, "backplane: subscriber connection failed");
             self.subscribed.clear();
@@ -106,16 +136,25 @@ impl Subscriber {
         Ok(con)
     }
 
-    /// Subscribes every wanted channel on a new connection, then keeps the subscriptions up
-    /// to date and hands over what arrives, until the connection fails (the error) or the
-    /// node stops (`Ok`, or `Stopped`).
-    fn serve(&mut self, mut con: Connection) -> Result<RedisResult<()>, Stopped> {
+    /// Subscribes this node's probe channel and every wanted channel on a new connection,
+    /// then keeps the subscriptions up to date and hands over what arrives, until the
+    /// connection fails or the node stops (`Ok`).
+    fn serve(&mut self, mut con: Connection) -> Result<(), Failure> {
         self.subscribed.clear();
         self.lingering.clear();
         self.to_subscribe = self.wanted.iter().cloned().collect();
-        if let Err(e) = self.update(&mut con) {
-            return Ok(Err(e));
-        }
+        let sub = if self.settings.sharded {
+            "SSUBSCRIBE"
+        } else {
+            "SUBSCRIBE"
+        };
+        let probe = self.settings.probe_channel();
+        redis::cmd(sub)
+            .arg(&probe)
+            .set_no_response(true)
+            .exec(&mut con)?;
+        self.update(&mut con)?;
+        self.probe_seen_us = unix_micros();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.stats.set(Link::Subscriber, true, None);
         let message = match self.settings.sharded {
@@ -124,11 +163,19 @@ impl Subscriber {
         };
         while !self.stop.load(Ordering::Acquire) {
             self.take_changes();
-            if let Err(e) = self.update(&mut con) {
-                return Ok(Err(e));
-            }
+            self.update(&mut con)?;
             match con.recv_response() {
-                Ok(Value::Push { kind, data }) if kind == message => self.arrived(data)?,
+                Ok(Value::Push { kind, data }) if kind == message => {
+                    if let [Value::BulkString(channel), Value::BulkString(payload)] = &data[..]
+                        && *channel == probe.as_bytes()
+                    {
+                        if let Ok(e) = envelope::decode(payload) {
+                            self.probe_seen_us = self.probe_seen_us.max(e.published_us);
+                        }
+                        continue;
+                    }
+                    self.arrived(data)?
+                }
                 Ok(Value::Push {
                     kind: PushKind::SUnsubscribe,
                     data,
@@ -144,11 +191,17 @@ impl Subscriber {
                     }
                 }
                 Ok(_) => {} // Subscription confirmations.
-                Err(e) if e.is_timeout() => {}
-                Err(e) => return Ok(Err(e)),
+                Err(e) if e.is_timeout() => {
+                    // Nothing waiting on the socket (so not merely behind on reading).
+                    let acked = self.stats.probe_acked_us.load(Ordering::Acquire);
+                    if wedged(acked, self.probe_seen_us) {
+                        return Err(Failure::Wedged);
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// The fanout channel a Redis channel stands for, if it is one of ours.
@@ -160,7 +213,7 @@ impl Subscriber {
     }
 
     /// A message from Redis: `[channel, payload]`.
-    fn arrived(&mut self, data: Vec<Value>) -> Result<(), Stopped> {
+    fn arrived(&mut self, data: Vec<Value>) -> Result<(), Failure> {
         let [Value::BulkString(channel), Value::BulkString(payload)] = &data[..] else {
             return Ok(());
         };
@@ -182,7 +235,9 @@ impl Subscriber {
         self.stats.observe_age(Duration::from_micros(age));
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let frame = broadcast::message(e.opcode, e.payload);
-        self.handle.remote(name, frame).map_err(|_| Stopped)
+        self.handle
+            .remote(name, frame)
+            .map_err(|_| Failure::Stopped)
     }
 
     /// Takes the directory's notices (or, after they overflowed, the directory itself).
@@ -261,5 +316,20 @@ impl Subscriber {
             cmd.set_no_response(true).exec(con)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wedged_only_when_an_acknowledged_probe_is_overdue() {
+        let s = 1_000_000_000;
+        let after = WEDGED_AFTER.as_micros() as u64;
+        assert!(!wedged(0, s), "no probe acknowledged yet");
+        assert!(!wedged(s + after, s), "just in time");
+        assert!(wedged(s + after + 1, s));
+        assert!(!wedged(s - 5, s), "seen after it was acknowledged");
     }
 }
