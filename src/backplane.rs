@@ -248,8 +248,12 @@ impl Backplane {
     /// The loops' side and the directory's [`Interest`]; the bridge starts with
     /// [`Backplane::start`], once the loops can be reached.
     pub fn new(settings: Settings) -> (Backplane, Interest) {
+        Backplane::with_interest_capacity(settings, INTEREST_CAPACITY)
+    }
+
+    fn with_interest_capacity(settings: Settings, capacity: usize) -> (Backplane, Interest) {
         let (out, out_rx) = crossbeam_channel::bounded(settings.queue);
-        let (changes, changes_rx) = crossbeam_channel::bounded(INTEREST_CAPACITY);
+        let (changes, changes_rx) = crossbeam_channel::bounded(capacity);
         let stats = Arc::new(BackplaneStats::default());
         let resync = Arc::new(AtomicBool::new(false));
         let interest = Interest {

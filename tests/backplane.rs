@@ -425,6 +425,12 @@ fn bad_settings_are_refused_at_start() {
     };
     let e = fanout::Server::bind(config.clone()).err().expect("bad URL");
     assert!(e.to_string().contains("--redis"), "{e}");
+    config.redis = Some("rediss://127.0.0.1:1/".into());
+    let e = fanout::Server::bind(config.clone()).err().expect("TLS");
+    assert!(
+        e.to_string().contains("--redis") && e.to_string().contains("TLS"),
+        "{e}"
+    );
     config.redis = Some("redis://127.0.0.1:1/".into());
     config.node_id = Some("x".repeat(65));
     let e = fanout::Server::bind(config).err().expect("long node id");

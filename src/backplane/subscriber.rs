@@ -322,6 +322,69 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backplane::Backplane;
+    use crate::config::Config;
+
+    /// A subscriber (never connected) over a directory whose notices overflow past 2.
+    fn subscriber() -> (Subscriber, Arc<Mutex<Directory>>, Backplane, mio::Poll) {
+        let config = Config {
+            redis: Some("redis://127.0.0.1:1/".into()),
+            node_id: Some("t".into()),
+            ..Config::default()
+        };
+        let settings = Settings::from_config(&config).unwrap().unwrap();
+        let (backplane, interest) = Backplane::with_interest_capacity(settings, 2);
+        let directory = Directory::default().with_interest(Some(interest));
+        let directory = Arc::new(Mutex::new(directory));
+        let parts = backplane.parts.lock().unwrap().take().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let (link, _inbox) = crate::inbox::channel(waker);
+        let sub = Subscriber::new(
+            backplane.settings.clone(),
+            backplane.stats.clone(),
+            backplane.stop.clone(),
+            parts.changes,
+            parts.resync,
+            directory.clone(),
+            Handle::new(Arc::from([link])),
+            Arc::default(),
+        );
+        (sub, directory, backplane, poll)
+    }
+
+    fn sorted(names: impl IntoIterator<Item = Box<str>>) -> Vec<String> {
+        let mut v: Vec<String> = names.into_iter().map(String::from).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn overflowed_notices_make_the_bridge_reread_the_directory() {
+        let (mut sub, directory, backplane, _poll) = subscriber();
+        let now = Instant::now();
+        let mut shared = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            shared.push(directory.lock().unwrap().join(name, 0, true).unwrap());
+        }
+        let overflows = &backplane.stats.interest_overflows;
+        assert_eq!(overflows.load(Ordering::Relaxed), 2, "two notices fit");
+        sub.take_changes();
+        assert_eq!(sorted(sub.wanted.iter().cloned()), ["a", "b", "c", "d"]);
+        assert_eq!(sorted(sub.to_subscribe.drain(..)), ["a", "b", "c", "d"]);
+        // As if subscribed; then three leave at once, one notice too many.
+        sub.subscribed = sub.wanted.clone();
+        for s in &shared[..3] {
+            directory.lock().unwrap().leave(s, 0, true, now);
+        }
+        assert_eq!(overflows.load(Ordering::Relaxed), 3);
+        sub.take_changes();
+        assert_eq!(sorted(sub.wanted.iter().cloned()), ["d"]);
+        let lingering = sub.lingering.iter().map(|(_, n)| n.clone());
+        assert_eq!(sorted(lingering), ["a", "b", "c"], "unsubscribed when due");
+        assert!(sub.to_subscribe.is_empty());
+    }
 
     #[test]
     fn wedged_only_when_an_acknowledged_probe_is_overdue() {
