@@ -320,8 +320,8 @@ pub struct Config {
     pub redis_prefix: String,
 
     /// This node's name in the envelopes it publishes (1-64 bytes), by which it ignores its
-    /// own. Default: random at start, which is what a node needs unless an operator wants to
-    /// recognise nodes in Redis.
+    /// own: it must differ from every other node's. Default: random at start, which is what a
+    /// node needs unless an operator wants to recognise nodes in Redis.
     #[arg(long, env = "FANOUT_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
 
