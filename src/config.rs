@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::{fmt, io};
 
-use clap::builder::BoolishValueParser;
+use clap::builder::{BoolishValueParser, TypedValueParser};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -316,6 +316,36 @@ pub struct Config {
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "FANOUT_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Redis server that links this node to the others (`redis://[user:pass@]host:port[/db]`):
+    /// every message accepted here is also published there, and this node subscribes to the
+    /// channels it has subscribers (or history) of. Unset by default: one node needs nothing.
+    #[arg(long, env = "FANOUT_REDIS", hide_env_values = true, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Prefix of the Redis channels, so several deployments can share one Redis: channel
+    /// `room` is the Redis channel `fanout:room`.
+    #[arg(long, env = "FANOUT_REDIS_PREFIX", value_name = "PREFIX")]
+    #[arg(default_value = "fanout:")]
+    pub redis_prefix: String,
+
+    /// This node's name in the envelopes it publishes (1-64 bytes), by which it ignores its
+    /// own: it must differ from every other node's. Default: random at start, which is what a
+    /// node needs unless an operator wants to recognise nodes in Redis.
+    #[arg(long, env = "FANOUT_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+
+    /// Messages waiting to be published to Redis; past it, while Redis is slow or down, they
+    /// are dropped and counted (local delivery goes on). Default 65 536: a second of a busy
+    /// node, a few MiB of small messages, enough to ride out a reconnect.
+    #[arg(long, env = "FANOUT_REDIS_QUEUE", value_name = "N")]
+    #[arg(default_value_t = 65_536)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub redis_queue: usize,
+
+    /// Sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7): a Redis Cluster spreads the channels
+    /// over its shards instead of sending every message to every shard.
+    #[arg(long, env = "FANOUT_REDIS_SHARDED", value_parser = BoolishValueParser::new())]
+    pub redis_sharded: bool,
 }
 
 /// The `fanout` command line: the settings, plus where to read more and what to do with them.

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::backplane::Interest;
 use crate::broadcast::Broadcast;
 
 /// What history is charged per frame beyond its bytes: the shared buffer's allocation headers
@@ -134,6 +135,8 @@ pub struct Directory {
     next_seq: u64,
     /// `--deflate`: frames may carry a compressed copy (see [`frame_cost_of`]).
     deflate: bool,
+    /// `--redis`: told of every channel created and forgotten, to subscribe it in Redis.
+    interest: Option<Interest>,
 }
 
 impl Default for Directory {
@@ -161,7 +164,19 @@ impl Directory {
             recorded: VecDeque::new(),
             next_seq: 0,
             deflate: false,
+            interest: None,
         }
+    }
+
+    /// Tells `interest` of every channel created and forgotten (the backplane).
+    pub fn with_interest(mut self, interest: Option<Interest>) -> Self {
+        self.interest = interest;
+        self
+    }
+
+    /// Every channel's name (for the backplane, when its notices overflowed).
+    pub fn names(&self) -> Vec<Box<str>> {
+        self.by_name.keys().cloned().collect()
     }
 
     /// Frames may carry a compressed copy (`--deflate`): history charges for it.
@@ -200,6 +215,9 @@ impl Directory {
             expires_at: None,
         }));
         self.by_name.insert(name.into(), slot);
+        if let Some(interest) = &self.interest {
+            interest.changed(name, true);
+        }
         Ok(slot)
     }
 
@@ -262,6 +280,9 @@ impl Directory {
     fn remove(&mut self, slot: usize) {
         let ch = self.channels.remove(slot);
         self.by_name.remove(&ch.shared.name);
+        if let Some(interest) = &self.interest {
+            interest.changed(&ch.shared.name, false);
+        }
         self.history_frames -= ch.history.len();
         let deflate = self.deflate;
         self.history_bytes -= (ch.history.iter())

@@ -278,6 +278,11 @@ impl Hub {
         moved
     }
 
+    /// The name of channel `channel` (a subscription's channel id).
+    pub fn channel_name(&self, channel: usize) -> &str {
+        &self.channels[channel].shared.name
+    }
+
     /// The subscribers of channel `channel` on this loop.
     pub fn subscribers(&self, channel: usize) -> &[usize] {
         self.channels.get(channel).map_or(&[], |c| &c.subscribers)

@@ -40,6 +40,14 @@ pub enum Command {
         /// The frame, encoded once.
         frame: Broadcast,
     },
+    /// A message from another node (through the backplane): delivered like `Publish`, but
+    /// not published to the backplane again.
+    Remote {
+        /// The channel name.
+        channel: String,
+        /// The frame, encoded once.
+        frame: Broadcast,
+    },
     /// Close every connection with 1001 and stop.
     Shutdown,
 }
@@ -186,6 +194,16 @@ impl Handle {
             channel: channel.to_owned(),
             frame: message.into().encode(),
         })?)
+    }
+
+    /// Hands a message from another node to the first loop (the backplane's subscriber
+    /// thread; one thread and one loop keep each origin's order). Blocks while that loop is
+    /// [`INBOX_CAPACITY`] commands behind.
+    pub(crate) fn remote(&self, channel: &str, frame: Broadcast) -> Result<(), Stopped> {
+        self.links[0].command(Command::Remote {
+            channel: channel.to_owned(),
+            frame,
+        })
     }
 
     /// Asks the server to shut down gracefully (as SIGTERM does): every loop closes its

@@ -60,6 +60,8 @@
 //! - [`timers`]: the deadline queue.
 //! - [`metrics`]: the loops' counters and their Prometheus exposition.
 //! - [`memory`]: giving freed memory back to the operating system after a burst.
+//! - [`backplane`]: several nodes through Redis pub/sub: a bridge thread per connection,
+//!   talking to the loops through the inbox; [`backplane::envelope`] is its wire format.
 //! - [`auth`]: JWT verification, channel grants and per-connection rate limits (sans-I/O).
 //! - [`tls`]: `wss://` and `https://` (rustls): the certificate files and their reloadable
 //!   holder, and [`tls::stream`], the TLS transport a connection drives over its socket.
@@ -67,6 +69,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod backplane;
 pub mod broadcast;
 pub mod config;
 pub mod connection;

@@ -9,6 +9,7 @@
 //! - each loop's [`Link`], through which [`crate::Handle`]s and the other loops reach it;
 //! - the TLS certificates (`--tls-cert`), which every loop reads at each accept and a reload
 //!   replaces for all of them at once;
+//! - the Redis backplane, if any (`--redis`);
 //! - each loop's counters as of its last turn ([`Snapshot`]), which a `/metrics` scrape on any
 //!   loop adds up.
 
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::auth::AuthKeys;
+use crate::backplane::Backplane;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::hub::HubStats;
@@ -61,6 +63,8 @@ pub struct Node {
     pub auth: Option<AuthKeys>,
     /// The certificate connections are accepted with (`--tls-cert`); `None`: plain TCP.
     pub tls: Option<Arc<Certificates>>,
+    /// The Redis backplane (`--redis`): where loops send what they accept for other nodes.
+    pub backplane: Option<Backplane>,
     snapshots: Vec<Mutex<Snapshot>>,
 }
 
@@ -73,10 +77,12 @@ impl Node {
         links: Arc<[Link]>,
         auth: Option<AuthKeys>,
         tls: Option<Arc<Certificates>>,
+        backplane: Option<Backplane>,
     ) -> Node {
         Node {
             auth,
             tls,
+            backplane,
             config,
             max_connections,
             directory: Arc::new(Mutex::new(directory)),

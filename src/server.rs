@@ -22,6 +22,7 @@ use mio::{Poll, Waker};
 use tracing::info;
 
 use crate::auth::AuthKeys;
+use crate::backplane::{Backplane, Settings};
 use crate::config::{self, Config};
 use crate::directory::Directory;
 use crate::inbox::{self, Handle};
@@ -89,13 +90,21 @@ impl Server {
             let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
             (soft as usize).saturating_sub(config::RESERVED_FDS).max(1)
         });
+        let (backplane, interest) = match Settings::from_config(&config)? {
+            Some(settings) => {
+                let (backplane, interest) = Backplane::new(settings);
+                (Some(backplane), Some(interest))
+            }
+            None => (None, None),
+        };
         let directory = Directory::new(
             config.history,
             config.history_ttl,
             config.max_history_memory,
         )
         .with_max_channels(config.max_channels)
-        .with_deflate(config.deflate);
+        .with_deflate(config.deflate)
+        .with_interest(interest);
         let node = Arc::new(Node::new(
             config,
             max_connections,
@@ -103,7 +112,11 @@ impl Server {
             links.into(),
             auth,
             tls,
+            backplane,
         ));
+        if let Some(backplane) = &node.backplane {
+            backplane.start(Handle::new(node.links.clone()), node.directory.clone())?;
+        }
         let mut first = Some(first);
         let loops = (parts.into_iter().enumerate())
             .map(|(i, (poll, listener, inbox))| {

@@ -61,6 +61,9 @@ deflate-level = 1
 deflate-min-size = "256"
 max-channels = 1000000
 socket-send-buffer = "256KiB"
+redis-prefix = "fanout:"
+redis-queue = 65536
+redis-sharded = false
 "#;
 
 #[test]
@@ -207,6 +210,15 @@ fn print_config_round_trips() {
         "5000",
         "--socket-send-buffer",
         "0",
+        "--redis",
+        "redis://127.0.0.1:6380/1",
+        "--redis-prefix",
+        "chat:",
+        "--node-id",
+        "web-1",
+        "--redis-queue",
+        "1000",
+        "--redis-sharded",
     ];
     let printed = print_config(&args, &[]);
     assert_eq!(
@@ -242,6 +254,11 @@ deflate-level = 6
 deflate-min-size = "1KiB"
 max-channels = 5000
 socket-send-buffer = "0"
+redis = "redis://127.0.0.1:6380/1"
+redis-prefix = "chat:"
+node-id = "web-1"
+redis-queue = 1000
+redis-sharded = true
 "#
     );
     let saved = file("round-trip", &printed);

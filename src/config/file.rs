@@ -96,6 +96,11 @@ pub(super) struct FileConfig {
     socket_send_buffer: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    redis: Option<String>,
+    redis_prefix: Option<String>,
+    node_id: Option<String>,
+    redis_queue: Option<usize>,
+    redis_sharded: Option<bool>,
 }
 
 impl FileConfig {
@@ -117,7 +122,8 @@ impl FileConfig {
             auth_hmac_secret, auth_public_key, admin_token, max_client_rate, max_client_burst,
             rate_limit, history,
             history_ttl, max_history_memory, deflate, deflate_level, deflate_min_size,
-            max_channels, socket_send_buffer, tls_cert, tls_key
+            max_channels, socket_send_buffer, tls_cert, tls_key, redis, redis_prefix, node_id,
+            redis_queue, redis_sharded
         }
     }
 }
@@ -158,6 +164,11 @@ impl From<&Config> for FileConfig {
             socket_send_buffer: Some(c.socket_send_buffer),
             tls_cert: c.tls_cert.clone(),
             tls_key: c.tls_key.clone(),
+            redis: c.redis.clone(),
+            redis_prefix: Some(c.redis_prefix.clone()),
+            node_id: c.node_id.clone(),
+            redis_queue: Some(c.redis_queue),
+            redis_sharded: Some(c.redis_sharded),
         }
     }
 }

@@ -25,6 +25,11 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.max_history_memory, 256 << 20);
     assert!(!c.echo);
     assert_eq!((c.tls_cert, c.tls_key), (None, None));
+    assert_eq!(c.redis, None);
+    assert_eq!(c.redis_prefix, "fanout:");
+    assert_eq!(c.node_id, None);
+    assert_eq!(c.redis_queue, 65_536);
+    assert!(!c.redis_sharded);
 }
 
 #[test]
@@ -131,6 +136,11 @@ fn everything_set() -> Config {
         socket_send_buffer: 0,
         tls_cert: Some("/etc/fanout/cert.pem".into()),
         tls_key: Some("/etc/fanout/key.pem".into()),
+        redis: Some("redis://127.0.0.1:6379/2".into()),
+        redis_prefix: "chat:".into(),
+        node_id: Some("web-3".into()),
+        redis_queue: 1000,
+        redis_sharded: true,
     }
 }
 

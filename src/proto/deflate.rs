@@ -312,6 +312,11 @@ impl DeflatableFrame {
         &self.plain
     }
 
+    /// The data message's opcode and payload; `None` for a control frame or a fragment.
+    pub fn message(&self) -> Option<(OpCode, &[u8])> {
+        self.data.map(|(opcode, at)| (opcode, &self.plain[at..]))
+    }
+
     /// The message's payload length (uncompressed).
     pub fn payload_len(&self) -> usize {
         self.plain.len() - self.data.map_or(0, |(_, at)| at)

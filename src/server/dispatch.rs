@@ -128,6 +128,9 @@ impl Loop {
                     }
                     let frame = broadcast::message(opcode, &payload);
                     self.turn_bytes += frame.plain().len();
+                    if let Some(backplane) = &self.node.backplane {
+                        backplane.publish(self.hub.channel_name(channel), &frame);
+                    }
                     self.turn_work += self.hub.publish(channel, frame, Some(key));
                 }
                 Some(Event::Send(pong)) => self.enqueue_pong(key, pong),
@@ -144,10 +147,25 @@ impl Loop {
         }
     }
 
-    /// Publishes an already encoded frame to a channel (the inbox and HTTP paths). Returns how
-    /// many subscribers the channel has, or an error when it would have had to create the
-    /// channel (for its history) and `--max-channels` exist.
+    /// Publishes an already encoded frame to a channel (the inbox and HTTP paths), and to the
+    /// other nodes through the backplane. Returns how many subscribers the channel has on
+    /// this node, or an error when it would have had to create the channel (for its history)
+    /// and `--max-channels` exist.
     pub(super) fn publish(
+        &mut self,
+        channel: &str,
+        frame: Broadcast,
+    ) -> Result<usize, TooManyChannels> {
+        let subscribers = self.publish_here(channel, frame.clone())?;
+        if let Some(backplane) = &self.node.backplane {
+            backplane.publish(channel, &frame);
+        }
+        Ok(subscribers)
+    }
+
+    /// Publishes to this node's subscribers only (a message from another node, or the local
+    /// part of [`Self::publish`]).
+    pub(super) fn publish_here(
         &mut self,
         channel: &str,
         frame: Broadcast,
@@ -183,6 +201,12 @@ impl Loop {
                 Some(Command::Publish { channel, frame }) => {
                     bytes += frame.plain().len();
                     if self.publish(&channel, frame).is_err() {
+                        self.stats.channel_refusals += 1;
+                    }
+                }
+                Some(Command::Remote { channel, frame }) => {
+                    bytes += frame.plain().len();
+                    if self.publish_here(&channel, frame).is_err() {
                         self.stats.channel_refusals += 1;
                     }
                 }

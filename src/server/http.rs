@@ -240,7 +240,11 @@ impl Loop {
             input_memory: self.node.input_memory.load(Ordering::Acquire),
             history_bytes,
         };
-        metrics::render(&stats, &hub, &gauges, &loops)
+        let mut text = metrics::render(&stats, &hub, &gauges, &loops);
+        if let Some(backplane) = &self.node.backplane {
+            backplane.stats.render(&mut text);
+        }
+        text
     }
 }
 
