@@ -101,6 +101,14 @@ pub struct Common {
     /// No progress line and no summary table.
     #[arg(long)]
     pub quiet: bool,
+    /// Offer permessage-deflate (RFC 7692, no context takeover either way); a server that
+    /// declines it is used plain. Reports how many connections negotiated it.
+    #[arg(long)]
+    pub deflate: bool,
+    /// What follows the stamp in each message: zeros, or dashboard-like JSON (compressible
+    /// as real updates are; use it with --deflate).
+    #[arg(long, value_enum, default_value_t = crate::engine::Payload::Zeros)]
+    pub payload: crate::engine::Payload,
 }
 
 /// `loadgen connect`.

@@ -12,7 +12,7 @@ use super::worker::Worker;
 use super::{Reply, TrialPlan, WorkerTrial};
 use crate::stats::{Failures, latency_histogram};
 use crate::wire::stamp::Stamp;
-use crate::wire::writer::write_stamped;
+use crate::wire::writer::write_stamped_body;
 
 /// The trial in progress.
 pub struct TrialRun {
@@ -101,7 +101,12 @@ impl Worker {
                 seq: k,
                 scheduled_ns: due,
             };
-            write_stamped(&mut conn.wbuf, &stamp, size, self.keys.key());
+            let bodies = &self.shared.bodies;
+            let body = match bodies.len() {
+                0 => &[][..],
+                n => &bodies[(k as usize + q as usize) % n][..],
+            };
+            write_stamped_body(&mut conn.wbuf, &stamp, size, body, self.keys.key());
             t.lag.saturating_record(now.saturating_sub(due).max(1));
             t.sent += 1;
             t.expected += t.plan.receivers[conn.channel as usize].saturating_sub(1);
