@@ -30,7 +30,10 @@ uWS.App().ws('/*', {
       req.getHeader('sec-websocket-extensions'), context);
   },
   open: (ws) => { ws.subscribe(ws.getUserData().channel); },
-  message: (ws, message, isBinary) => { ws.publish(ws.getUserData().channel, message, isBinary); },
+  // publish() compresses only when asked to (its fourth argument, default false).
+  message: (ws, message, isBinary) => {
+    ws.publish(ws.getUserData().channel, message, isBinary, compression !== uWS.DISABLED);
+  },
 }).listen(host, Number(port), (token) => {
   if (!token) {
     console.error(`uWS peer: cannot listen on ${host}:${port}`);
