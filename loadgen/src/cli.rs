@@ -109,6 +109,10 @@ pub struct Common {
     /// as real updates are; use it with --deflate).
     #[arg(long, value_enum, default_value_t = crate::engine::Payload::Zeros)]
     pub payload: crate::engine::Payload,
+    /// With --deflate, publishers compress what they send (on connections that negotiated
+    /// it) with fanout's compressor at its default level and minimum size, one per event loop.
+    #[arg(long, requires = "deflate")]
+    pub compress_publish: bool,
 }
 
 /// `loadgen connect`.

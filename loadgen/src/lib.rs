@@ -24,8 +24,9 @@
 //!   also sends the ACK for what it read, about as costly as the server's `send`.
 //! - **Compression.** With `--deflate` every connection offers permessage-deflate (RFC 7692)
 //!   with no context takeover either way; those the server accepts are counted
-//!   (`deflate_connections`), the others run plain. Publishers always send plain messages
-//!   (RSV1 is per message, and a client need not compress). A compressed message costs one
+//!   (`deflate_connections`), the others run plain. Publishers send plain messages (RSV1 is
+//!   per message, and a client need not compress) unless `--compress-publish` (fanout's
+//!   compressor, one per event loop). A compressed message costs one
 //!   inflate of its *head* only — just enough DEFLATE to yield the stamp, straight from the
 //!   read buffer, with one inflater per event loop (`wire::inflate`) — and plain frames keep
 //!   the scan. `wire_bytes` counts payload bytes as they arrived, compressed or not, so

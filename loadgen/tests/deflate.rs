@@ -42,6 +42,20 @@ fn compressed_fanout_delivers_everything_and_counts_are_exact() {
 }
 
 #[test]
+fn compressed_publishing_is_inflated_by_the_server_and_delivered() {
+    let server = Fanout::start_with(|c| c.deflate = true);
+    let url = server.url();
+    let o = loadgen(&format!(
+        "fanout --url {url} --subs {SUBS} --pubs {PUBS} --rate 200 --duration 1s --drain 2s \
+         --size 1024 --payload json --deflate --compress-publish --expect-no-loss"
+    ))
+    .expect("no loss");
+    let expected = 200 * (SUBS + PUBS - 1);
+    assert_eq!(o.figures.delivered, expected);
+    assert_eq!(o.json["compressed"], expected);
+}
+
+#[test]
 fn a_server_without_deflate_declines_and_runs_plain() {
     let server = Fanout::start();
     let o = run(&server.url());

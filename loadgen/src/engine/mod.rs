@@ -145,6 +145,8 @@ pub struct EngineOpts {
     pub size: usize,
     /// What follows the stamp (`--payload`).
     pub payload: Payload,
+    /// Publishers compress their messages where deflate was negotiated (`--compress-publish`).
+    pub compress_publish: bool,
 }
 
 /// What follows the stamp in a published message (`--payload`).
@@ -167,6 +169,7 @@ struct Shared {
     size: usize,
     /// The bodies messages cycle through (message `k` takes `k % len`); empty for zeros.
     bodies: Vec<Vec<u8>>,
+    compress_publish: bool,
     open: AtomicU64,
     sent: AtomicU64,
     expected: AtomicU64,
@@ -274,6 +277,7 @@ impl Engine {
                     .map(|k| crate::wire::writer::json_body(opts.size.saturating_sub(STAMP_LEN), k))
                     .collect(),
             },
+            compress_publish: opts.compress_publish,
             open: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             expected: AtomicU64::new(0),

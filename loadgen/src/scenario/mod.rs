@@ -72,6 +72,7 @@ pub(crate) fn prepare(c: &Common, conns: usize, size: usize) -> Result<(Plan, En
         connect_timeout: c.connect_timeout,
         size,
         payload: c.payload,
+        compress_publish: c.compress_publish,
     };
     let mut plan = Plan::cluster(targets, pub_target, sources);
     plan.token = c.token.clone();

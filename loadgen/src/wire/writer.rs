@@ -6,7 +6,9 @@
 //! zeros would shrink to almost nothing. Frames are binary (the stamp is binary), so the body
 //! need not be UTF-8; the JSON body is ASCII anyway.
 
-use fanout::proto::frame::{FrameHeader, OpCode, write_header};
+use fanout::proto::Decoded;
+use fanout::proto::deflate::Compressor;
+use fanout::proto::frame::{FrameHeader, OpCode, RSV1, Role, parse_header_deflate, write_header};
 use fanout::proto::mask::apply_mask;
 
 use super::stamp::{STAMP_LEN, Stamp};
@@ -66,6 +68,41 @@ pub fn write_stamped_body(
     stamp.write(&mut out[at..at + STAMP_LEN]);
     let body = &body[..body.len().min(size - STAMP_LEN)];
     out[at + STAMP_LEN..at + STAMP_LEN + body.len()].copy_from_slice(body);
+    apply_mask(&mut out[at..], key, 0);
+}
+
+/// [`write_stamped_body`], compressed per RFC 7692 §7.2.1 with `z` (fanout's compressor: no
+/// context takeover) and sent with RSV1 set — unless `z` leaves it plain (under its minimum
+/// size, or not smaller), as RSV1 is per message.
+pub fn write_stamped_compressed(
+    out: &mut Vec<u8>,
+    stamp: &Stamp,
+    size: usize,
+    body: &[u8],
+    key: [u8; 4],
+    z: &mut Compressor,
+) {
+    let mut payload = Vec::with_capacity(size);
+    write_stamped_body(&mut payload, stamp, size, body, [0; 4]);
+    // An all-zero key masks nothing: `payload` is an unmasked frame; skip its header.
+    let at = payload.len() - size;
+    let Some(frame) = z.compress_frame(OpCode::Binary, &payload[at..]) else {
+        return write_stamped_body(out, stamp, size, body, key);
+    };
+    let Ok(Decoded::Complete((_, hl, true))) = parse_header_deflate(&frame, Role::Client) else {
+        unreachable!("the compressor makes whole compressed frames");
+    };
+    let header = FrameHeader {
+        fin: true,
+        opcode: OpCode::Binary,
+        mask: Some(key),
+        payload_len: (frame.len() - hl) as u64,
+    };
+    let start = out.len();
+    write_header(out, &header);
+    out[start] |= RSV1;
+    let at = out.len();
+    out.extend_from_slice(&frame[hl..]);
     apply_mask(&mut out[at..], key, 0);
 }
 
@@ -194,6 +231,40 @@ mod tests {
         write_stamped_body(&mut out, &stamp, STAMP_LEN + 100, &body, [0; 4]);
         assert_eq!(&out[out.len() - 100..], &body[..]);
         assert_eq!(Stamp::read(&out[out.len() - 124..]), Some(stamp));
+    }
+
+    #[test]
+    fn compressed_frames_inflate_on_the_server_side() {
+        let stamp = Stamp {
+            publisher: 4,
+            trial: 1,
+            seq: 9,
+            scheduled_ns: 77,
+        };
+        let mut z = Compressor::new(1, 256);
+        for size in [64, 1024, 70_000] {
+            let body = json_body(size - STAMP_LEN, 5);
+            let mut out = vec![0xEE];
+            write_stamped_compressed(&mut out, &stamp, size, &body, [1, 2, 3, 4], &mut z);
+            let Ok(Decoded::Complete((h, hl, rsv1))) =
+                parse_header_deflate(&out[1..], Role::Server)
+            else {
+                panic!("size {size}: header does not parse");
+            };
+            // Under the compressor's minimum size: sent plain.
+            assert_eq!(rsv1, size >= 256, "size {size}");
+            let mut payload = out[1 + hl..].to_vec();
+            assert_eq!(payload.len() as u64, h.payload_len);
+            apply_mask(&mut payload, h.mask.expect("masked"), 0);
+            if rsv1 {
+                payload = fanout::proto::deflate::Inflater::new()
+                    .inflate(&payload, 1 << 20)
+                    .expect("inflates");
+                assert!(h.payload_len < size as u64 / 2, "size {size}");
+            }
+            assert_eq!(Stamp::read(&payload), Some(stamp));
+            assert_eq!(&payload[STAMP_LEN..], &body[..]);
+        }
     }
 
     #[test]
