@@ -101,6 +101,18 @@ pub struct Common {
     /// No progress line and no summary table.
     #[arg(long)]
     pub quiet: bool,
+    /// Offer permessage-deflate (RFC 7692, no context takeover either way); a server that
+    /// declines it is used plain. Reports how many connections negotiated it.
+    #[arg(long)]
+    pub deflate: bool,
+    /// What follows the stamp in each message: zeros, or dashboard-like JSON (compressible
+    /// as real updates are; use it with --deflate).
+    #[arg(long, value_enum, default_value_t = crate::engine::Payload::Zeros)]
+    pub payload: crate::engine::Payload,
+    /// With --deflate, publishers compress what they send (on connections that negotiated
+    /// it) with fanout's compressor at its default level and minimum size, one per event loop.
+    #[arg(long, requires = "deflate")]
+    pub compress_publish: bool,
 }
 
 /// `loadgen connect`.

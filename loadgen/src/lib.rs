@@ -22,6 +22,16 @@
 //!   so what arrives meanwhile costs one `recv` per socket, not a wake-up per server write;
 //!   sparse traffic is read at once. What is left is the kernel's: on loopback each `recv`
 //!   also sends the ACK for what it read, about as costly as the server's `send`.
+//! - **Compression.** With `--deflate` every connection offers permessage-deflate (RFC 7692)
+//!   with no context takeover either way; those the server accepts are counted
+//!   (`deflate_connections`), the others run plain. Publishers send plain messages (RSV1 is
+//!   per message, and a client need not compress) unless `--compress-publish` (fanout's
+//!   compressor, one per event loop). A compressed message costs one
+//!   inflate of its *head* only — just enough DEFLATE to yield the stamp, straight from the
+//!   read buffer, with one inflater per event loop (`wire::inflate`) — and plain frames keep
+//!   the scan. `wire_bytes` counts payload bytes as they arrived, compressed or not, so
+//!   `wire_bytes_per_delivery` shows what compression saved; `--payload json` gives messages
+//!   worth compressing (zeros would shrink to nothing).
 //! - **Open loop.** A trial offers `--rate` messages per second over all publishers: slot `j` is
 //!   due at `start + j/rate`. A message is sent when due, whatever happened to earlier ones; if
 //!   loadgen is late it sends everything overdue at once. Each payload carries its publisher, a
@@ -58,7 +68,8 @@
 //!
 //! # Layout
 //! - [`cli`]: flags. [`target`]: `--url`, `--source`.
-//! - [`wire`]: the client codec (handshake, frame reader, masked writer, payload stamp).
+//! - [`wire`]: the client codec (handshake, frame reader, masked writer, payload stamp,
+//!   compressed heads).
 //! - [`pacing`]: the send schedule. [`stats`]: sequence tracking, tallies, percentiles, causes.
 //! - [`engine`]: the event loops (the only code that touches sockets) and their driver.
 //! - [`scenario`]: `connect`, `fanout`, `sweep`, `chat`. [`report`], [`plot`], [`progress`]:

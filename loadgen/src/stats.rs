@@ -99,6 +99,10 @@ pub struct Tally {
     pub stale: u64,
     /// Messages without a loadgen stamp (too short), e.g. from another client on the channel.
     pub foreign: u64,
+    /// Payload bytes of every data message received, as on the wire (compressed or not).
+    pub wire_bytes: u64,
+    /// Data messages that arrived compressed (permessage-deflate).
+    pub compressed: u64,
 }
 
 impl Tally {
@@ -109,6 +113,8 @@ impl Tally {
         self.reordered += other.reordered;
         self.stale += other.stale;
         self.foreign += other.foreign;
+        self.wire_bytes += other.wire_bytes;
+        self.compressed += other.compressed;
     }
 }
 
@@ -167,6 +173,8 @@ pub enum Cause {
     BadAccept,
     /// `Sec-WebSocket-Protocol` was missing or not the offered channel.
     BadProtocol,
+    /// `Sec-WebSocket-Extensions` named what we did not offer or cannot honour.
+    BadExtension,
     /// The server's answer was not valid HTTP.
     BadResponse,
     /// No local address/port was available (ephemeral ports exhausted: add `--source`s).
@@ -204,6 +212,7 @@ impl std::fmt::Display for Cause {
             Cause::Reset => f.write_str("reset"),
             Cause::BadAccept => f.write_str("bad_accept"),
             Cause::BadProtocol => f.write_str("bad_protocol"),
+            Cause::BadExtension => f.write_str("bad_extension"),
             Cause::BadResponse => f.write_str("bad_response"),
             Cause::AddrUnavailable => f.write_str("addr_unavailable"),
             Cause::Closed(Some(c)) => write!(f, "closed_{c}"),

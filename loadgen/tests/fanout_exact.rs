@@ -116,6 +116,8 @@ fn every_message_received_is_counted_for_settling() {
         max_pending: 64,
         connect_timeout: Duration::from_secs(5),
         size: 64,
+        payload: Default::default(),
+        compress_publish: false,
     };
     let mut engine = Engine::start(plan, opts).unwrap();
     assert_eq!(engine.connect(&mut |_| {}).unwrap().open, 6);

@@ -2,13 +2,21 @@
 // The channel is the first offered Sec-WebSocket-Protocol value (echoed in the 101); each
 // message goes to every other subscriber of the channel (ws.publish excludes the sender).
 // Usage: node server.js [HOST:PORT]   (default 127.0.0.1:9003)
+// UWS_COMPRESSION=shared turns permessage-deflate on with uWS.SHARED_COMPRESSOR (no sliding
+// window kept per connection); unset or `off`: no compression (the default).
 'use strict';
 const uWS = require('uwebsockets');
 
 const [host, port] = (process.argv[2] || '127.0.0.1:9003').split(':');
+const compressions = { off: uWS.DISABLED, shared: uWS.SHARED_COMPRESSOR };
+const compression = compressions[process.env.UWS_COMPRESSION || 'off'];
+if (compression === undefined) {
+  console.error(`uWS peer: UWS_COMPRESSION must be one of ${Object.keys(compressions)}`);
+  process.exit(2);
+}
 
 uWS.App().ws('/*', {
-  compression: uWS.DISABLED,
+  compression,
   maxPayloadLength: 16 * 1024 * 1024,
   maxBackpressure: 64 * 1024 * 1024,
   idleTimeout: 120,
@@ -22,7 +30,10 @@ uWS.App().ws('/*', {
       req.getHeader('sec-websocket-extensions'), context);
   },
   open: (ws) => { ws.subscribe(ws.getUserData().channel); },
-  message: (ws, message, isBinary) => { ws.publish(ws.getUserData().channel, message, isBinary); },
+  // publish() compresses only when asked to (its fourth argument, default false).
+  message: (ws, message, isBinary) => {
+    ws.publish(ws.getUserData().channel, message, isBinary, compression !== uWS.DISABLED);
+  },
 }).listen(host, Number(port), (token) => {
   if (!token) {
     console.error(`uWS peer: cannot listen on ${host}:${port}`);

@@ -29,6 +29,8 @@ pub struct ConnectPhase {
     pub(super) in_flight: Vec<usize>,
     pub(super) failures: Failures,
     pub(super) handshakes: u64,
+    /// Handshakes that negotiated permessage-deflate.
+    pub(super) deflated: u64,
     pub(super) last_open_ns: u64,
     pub(super) next_scan_ns: u64,
 }
@@ -48,6 +50,7 @@ impl Worker {
             in_flight: Vec::new(),
             failures: Failures::default(),
             handshakes: 0,
+            deflated: 0,
             last_open_ns: start_ns,
             next_scan_ns: start_ns,
         });
@@ -65,19 +68,23 @@ impl Worker {
             return Ok(None);
         };
         let channel = &self.shared.plan.channels[conn.channel as usize];
-        let head = match handshake::parse_response(&conn.rbuf, accept, channel) {
+        let offered = self.shared.plan.deflate;
+        let accepted = match handshake::parse_response(&conn.rbuf, accept, channel, offered) {
             Ok(Decoded::Partial) => return Ok(None),
-            Ok(Decoded::Complete(n)) => n,
+            Ok(Decoded::Complete(a)) => a,
             Err(HandshakeError::Status(s)) => return Err(Cause::Http(s)),
             Err(HandshakeError::BadAccept) => return Err(Cause::BadAccept),
             Err(HandshakeError::BadProtocol) => return Err(Cause::BadProtocol),
             Err(HandshakeError::Malformed) => return Err(Cause::BadResponse),
+            Err(HandshakeError::BadExtension) => return Err(Cause::BadExtension),
         };
-        let rest = std::mem::take(&mut conn.rbuf).split_off(head);
+        let rest = std::mem::take(&mut conn.rbuf).split_off(accepted.head_len);
         conn.state = State::Open;
+        conn.reader.deflate = accepted.deflate;
         self.shared.open.fetch_add(1, Ordering::Relaxed);
         if let Some(p) = self.connecting.as_mut() {
             p.handshakes += 1;
+            p.deflated += u64::from(accepted.deflate);
             p.last_open_ns = now;
             if let Some(i) = p.in_flight.iter().position(|&x| x == li) {
                 p.in_flight.swap_remove(i);
@@ -144,6 +151,7 @@ impl Worker {
                 failures: p.failures,
                 dropped: std::mem::take(&mut self.dropped_idle),
                 handshakes: p.handshakes,
+                deflated: p.deflated,
                 last_open_ns: p.last_open_ns,
             });
         } else {

@@ -51,6 +51,8 @@ pub struct ConnectReport {
     pub open: u64,
     /// Handshakes completed in this phase.
     pub handshakes: u64,
+    /// Handshakes that negotiated permessage-deflate.
+    pub deflated: u64,
     /// Connect failures by cause.
     pub failures: Failures,
     /// Open connections that had closed since the previous phase, by cause.
@@ -192,6 +194,7 @@ impl Engine {
                     failures,
                     dropped,
                     handshakes,
+                    deflated,
                     last_open_ns: l,
                 }) => {
                     replied += 1;
@@ -201,6 +204,7 @@ impl Engine {
                     report.failures.merge(&failures);
                     report.dropped.merge(&dropped);
                     report.handshakes += handshakes;
+                    report.deflated += deflated;
                     last_open_ns = last_open_ns.max(l);
                 }
                 Ok(Reply::Fatal(e)) => return Err(e),

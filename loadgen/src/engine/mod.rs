@@ -28,6 +28,7 @@ use mio::{Poll, Waker};
 use crate::pacing::Schedule;
 use crate::stats::{Failures, Percentiles, Tally, latency_histogram};
 use crate::target::Target;
+use crate::wire::stamp::STAMP_LEN;
 
 pub use self::driver::{ConnectReport, Point, Snapshot, TrialReport, TrialSpec};
 
@@ -57,6 +58,8 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// Channel names, each offered as `Sec-WebSocket-Protocol`.
     pub channels: Vec<String>,
+    /// Offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
     /// The connections.
     pub conns: Vec<ConnSpec>,
 }
@@ -77,6 +80,7 @@ impl Plan {
             token: None,
             sources,
             channels: Vec::new(),
+            deflate: false,
             conns: Vec::new(),
         }
     }
@@ -139,6 +143,21 @@ pub struct EngineOpts {
     pub connect_timeout: Duration,
     /// Payload bytes per published message.
     pub size: usize,
+    /// What follows the stamp (`--payload`).
+    pub payload: Payload,
+    /// Publishers compress their messages where deflate was negotiated (`--compress-publish`).
+    pub compress_publish: bool,
+}
+
+/// What follows the stamp in a published message (`--payload`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// Zeros: the cheapest to send, and compressible to almost nothing.
+    #[default]
+    Zeros,
+    /// Dashboard-like JSON (`wire::writer::json_body`), compressible about as real updates are.
+    Json,
 }
 
 /// State the threads share with the driver.
@@ -148,6 +167,9 @@ struct Shared {
     threads: usize,
     connect_timeout_ns: u64,
     size: usize,
+    /// The bodies messages cycle through (message `k` takes `k % len`); empty for zeros.
+    bodies: Vec<Vec<u8>>,
+    compress_publish: bool,
     open: AtomicU64,
     sent: AtomicU64,
     expected: AtomicU64,
@@ -198,6 +220,7 @@ enum Reply {
         failures: Failures,
         dropped: Failures,
         handshakes: u64,
+        deflated: u64,
         last_open_ns: u64,
     },
     Interval {
@@ -248,6 +271,13 @@ impl Engine {
             threads,
             connect_timeout_ns: opts.connect_timeout.as_nanos() as u64,
             size: opts.size,
+            bodies: match opts.payload {
+                Payload::Zeros => Vec::new(),
+                Payload::Json => (0..crate::wire::writer::JSON_BODIES as u64)
+                    .map(|k| crate::wire::writer::json_body(opts.size.saturating_sub(STAMP_LEN), k))
+                    .collect(),
+            },
+            compress_publish: opts.compress_publish,
             open: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             expected: AtomicU64::new(0),

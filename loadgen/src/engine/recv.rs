@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 
 use super::conn::Conn;
 use crate::stats::{Arrival, Cause, LatencyCounts, SeqTracker, Tally, latency_histogram};
+use crate::wire::inflate::HeadInflater;
 use crate::wire::reader::Frame;
 use crate::wire::stamp::Stamp;
 use crate::wire::writer::{KeyGen, write_control};
@@ -36,6 +37,8 @@ pub struct RecvState {
     pub unsynced_frames: u64,
     /// When the latest delivery arrived (ns since the run's start).
     pub last_delivery_ns: u64,
+    /// The loop's inflater for compressed heads (allocated on first use).
+    pub inflater: HeadInflater,
 }
 
 impl Default for RecvState {
@@ -48,6 +51,7 @@ impl Default for RecvState {
             synced: 0,
             unsynced_frames: 0,
             last_delivery_ns: 0,
+            inflater: HeadInflater::default(),
         }
     }
 }
@@ -91,13 +95,28 @@ pub fn on_bytes(
         ..
     } = conn;
     let delivered = rx.tally.delivered;
-    let result = reader.feed(bytes, |frame| match frame {
-        Frame::Message { head, .. } => {
-            rx.unsynced_frames += 1;
+    let RecvState {
+        trial,
+        tally,
+        interval,
+        unsynced_frames,
+        inflater,
+        ..
+    } = &mut *rx;
+    let result = reader.feed(bytes, inflater, |frame| match frame {
+        Frame::Message {
+            head,
+            len,
+            compressed,
+            ..
+        } => {
+            *unsynced_frames += 1;
+            tally.wire_bytes += len;
+            tally.compressed += u64::from(compressed);
             match Stamp::read(head) {
-                None => rx.tally.foreign += 1,
-                Some(s) if Some(s.trial) != rx.trial => rx.tally.stale += 1,
-                Some(s) => count(trackers, rx, s, now_ns),
+                None => tally.foreign += 1,
+                Some(s) if Some(s.trial) != *trial => tally.stale += 1,
+                Some(s) => count(trackers, tally, interval, s, now_ns),
             }
         }
         Frame::Ping(payload) => write_control(wbuf, OpCode::Pong, payload, keys.key()),
@@ -124,7 +143,13 @@ pub fn on_bytes(
 
 /// Counts one stamped message of the current trial.
 #[inline(always)]
-fn count(trackers: &mut Vec<(u32, SeqTracker)>, rx: &mut RecvState, s: Stamp, now_ns: u64) {
+fn count(
+    trackers: &mut Vec<(u32, SeqTracker)>,
+    tally: &mut Tally,
+    interval: &mut LatencyCounts,
+    s: Stamp,
+    now_ns: u64,
+) {
     // A receiver hears few publishers (one in a fan-out, the room's others in a chat), and
     // the first is by far the most common: a linear search, first entry first.
     let tracker = match trackers.iter_mut().position(|(p, _)| *p == s.publisher) {
@@ -136,15 +161,14 @@ fn count(trackers: &mut Vec<(u32, SeqTracker)>, rx: &mut RecvState, s: Stamp, no
     };
     match tracker.record(s.seq) {
         Arrival::InOrder => {}
-        Arrival::Reordered => rx.tally.reordered += 1,
+        Arrival::Reordered => tally.reordered += 1,
         Arrival::Duplicate => {
-            rx.tally.duplicates += 1;
+            tally.duplicates += 1;
             return;
         }
     }
-    rx.tally.delivered += 1;
-    rx.interval
-        .record(now_ns.saturating_sub(s.scheduled_ns).max(1));
+    tally.delivered += 1;
+    interval.record(now_ns.saturating_sub(s.scheduled_ns).max(1));
 }
 
 #[cfg(test)]
@@ -192,6 +216,8 @@ mod tests {
             reordered: 1,
             stale: 1,
             foreign: 1,
+            wire_bytes: 6 * 64 + 5,
+            compressed: 0,
         };
         assert_eq!(rx.tally, want);
         assert_eq!(rx.last_delivery_ns, 51_000);

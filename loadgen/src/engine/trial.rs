@@ -12,7 +12,8 @@ use super::worker::Worker;
 use super::{Reply, TrialPlan, WorkerTrial};
 use crate::stats::{Failures, latency_histogram};
 use crate::wire::stamp::Stamp;
-use crate::wire::writer::write_stamped;
+use crate::wire::writer::{write_stamped_body, write_stamped_compressed};
+use fanout::proto::deflate::{Compressor, DEFAULT_LEVEL, DEFAULT_MIN_SIZE};
 
 /// The trial in progress.
 pub struct TrialRun {
@@ -28,6 +29,8 @@ pub struct TrialRun {
     pub(super) interval_index: u64,
     /// How late each message left: actual send time minus its slot (loadgen's own delay).
     pub(super) lag: hdrhistogram::Histogram<u64>,
+    /// The loop's compressor for `--compress-publish` (reset for each message).
+    pub(super) compressor: Option<Compressor>,
 }
 
 impl Worker {
@@ -57,6 +60,8 @@ impl Worker {
             dropped: Failures::default(),
             interval_index: 0,
             lag: latency_histogram(),
+            compressor: (self.shared.compress_publish)
+                .then(|| Compressor::new(DEFAULT_LEVEL, DEFAULT_MIN_SIZE)),
         });
     }
 
@@ -101,7 +106,16 @@ impl Worker {
                 seq: k,
                 scheduled_ns: due,
             };
-            write_stamped(&mut conn.wbuf, &stamp, size, self.keys.key());
+            let bodies = &self.shared.bodies;
+            let body = match bodies.len() {
+                0 => &[][..],
+                n => &bodies[(k as usize + q as usize) % n][..],
+            };
+            let key = self.keys.key();
+            match t.compressor.as_mut().filter(|_| conn.reader.deflate) {
+                Some(z) => write_stamped_compressed(&mut conn.wbuf, &stamp, size, body, key, z),
+                None => write_stamped_body(&mut conn.wbuf, &stamp, size, body, key),
+            }
             t.lag.saturating_record(now.saturating_sub(due).max(1));
             t.sent += 1;
             t.expected += t.plan.receivers[conn.channel as usize].saturating_sub(1);

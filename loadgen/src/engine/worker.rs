@@ -212,7 +212,8 @@ impl Worker {
                         channel,
                         plan.token.as_deref(),
                         nonce,
-                    );
+                    )
+                    .offer_deflate(plan.deflate);
                     conn.wbuf.extend_from_slice(&req.bytes);
                     conn.state = State::Handshaking(req.accept);
                     if let Err(e) = conn.flush() {

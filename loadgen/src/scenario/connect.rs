@@ -64,6 +64,7 @@ pub fn run(a: &ConnectArgs) -> Result<Outcome, String> {
     json["delivered_per_sec"] = json!(0);
     json["latency_us"] = json!(figures.latency_us);
     json["still_open_after_hold"] = json!(still_open);
+    json["deflate_connections"] = json!(report.deflated);
     json["server_rss_bytes_per_conn"] = json!(rss_per_conn);
     json["server_cpu_us_per_handshake"] = json!(usage.server_cpu_us_per_delivery);
     json["usage"] = json!(usage);
@@ -84,6 +85,9 @@ pub fn run(a: &ConnectArgs) -> Result<Outcome, String> {
         ),
         ("still open after hold".into(), still_open.to_string()),
     ];
+    if a.common.deflate {
+        rows.push(super::deflate_row(&report));
+    }
     if let (Some(b), Some(af)) = (usage.server_rss_kib_before, usage.server_rss_kib_after) {
         rows.push(("server RSS KiB before/after".into(), format!("{b} / {af}")));
     }

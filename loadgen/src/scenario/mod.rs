@@ -71,9 +71,12 @@ pub(crate) fn prepare(c: &Common, conns: usize, size: usize) -> Result<(Plan, En
         max_pending: c.max_pending.max(1),
         connect_timeout: c.connect_timeout,
         size,
+        payload: c.payload,
+        compress_publish: c.compress_publish,
     };
     let mut plan = Plan::cluster(targets, pub_target, sources);
     plan.token = c.token.clone();
+    plan.deflate = c.deflate;
     Ok((plan, opts))
 }
 
@@ -180,6 +183,21 @@ pub(crate) fn connections_row(conn: &ConnectReport) -> (String, String) {
     )
 }
 
+/// The summary row saying how many handshakes negotiated permessage-deflate.
+pub(crate) fn deflate_row(conn: &ConnectReport) -> (String, String) {
+    (
+        "deflate negotiated".into(),
+        format!("{} of {} handshakes", conn.deflated, conn.handshakes),
+    )
+}
+
+/// Payload bytes received on the wire per delivery (all data messages of the trial, over its
+/// deliveries), rounded to 0.1.
+pub(crate) fn wire_bytes_per_delivery(r: &TrialReport) -> Option<f64> {
+    (r.tally.delivered > 0)
+        .then(|| (r.tally.wire_bytes as f64 / r.tally.delivered as f64 * 10.0).round() / 10.0)
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -217,6 +235,9 @@ pub(crate) fn trial_json(r: &TrialReport) -> Value {
         "reordered": r.tally.reordered,
         "stale": r.tally.stale,
         "foreign": r.tally.foreign,
+        "compressed": r.tally.compressed,
+        "wire_bytes": r.tally.wire_bytes,
+        "wire_bytes_per_delivery": wire_bytes_per_delivery(r),
         "delivered_per_sec": r.delivered_per_sec().round(),
         "active_s": r.active.as_secs_f64(),
         "latency_us": r.latency,
@@ -232,6 +253,7 @@ pub(crate) fn connect_json(c: &ConnectReport) -> Value {
         "planned": c.planned,
         "open": c.open,
         "handshakes": c.handshakes,
+        "deflate_connections": c.deflated,
         "failures": c.failures,
         "time_to_open_s": c.time_to_open.as_secs_f64(),
         "handshakes_per_sec": c.handshakes_per_sec().round(),
@@ -296,6 +318,7 @@ pub(crate) fn run_fixed(
     json["url"] = json!(common.url);
     json["params"] = params;
     json["connections"] = connect_json(&conn);
+    json["deflate_connections"] = json!(conn.deflated);
     json["timeline"] = json!(trial.timeline);
     add_usage(&mut json, &usage);
     let mut rows = vec![
@@ -314,6 +337,16 @@ pub(crate) fn run_fixed(
         ),
     ];
     rows.extend(figure_rows(&figures));
+    if common.deflate {
+        rows.push(deflate_row(&conn));
+        rows.push((
+            "messages received compressed".into(),
+            trial.tally.compressed.to_string(),
+        ));
+    }
+    if let Some(b) = wire_bytes_per_delivery(&trial) {
+        rows.push(("wire payload bytes/delivery".into(), format!("{b}")));
+    }
     if trial.dropped.total() > 0 {
         rows.push(("closed during run".into(), trial.dropped.describe()));
     }

@@ -13,10 +13,21 @@
 //! refuse) stops the scan, and the *general* path handles that one frame with
 //! `fanout::proto::frame::parse_header` and the fragmentation rules before the scan resumes.
 //! The general path alone is the oracle the tests check the scan against.
+//!
+//! permessage-deflate (RFC 7692): on a connection that negotiated it ([`FrameReader::deflate`])
+//! a data message whose first frame has RSV1 set is compressed. Such frames never match the
+//! scan (their byte 0 is `0xC1`/`0xC2`), so the scan costs what it did; the general path
+//! parses them with `parse_header_deflate`, which refuses RSV1 on a continuation or control
+//! frame, and without negotiation RSV1 stays a reserved bit. The head is inflated as
+//! `inflate.rs` describes (straight from the buffer when the message is whole in it, else from
+//! at most [`ZHEAD_KEEP`] kept bytes); the reported length is the compressed length.
 
-use fanout::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode, Role, parse_header};
+use fanout::proto::frame::{
+    FrameHeader, MAX_HEADER_LEN, OpCode, Role, parse_header, parse_header_deflate,
+};
 use fanout::proto::{Decoded, ProtocolError};
 
+use super::inflate::{HeadInflater, ZHEAD_KEEP};
 use super::stamp::STAMP_LEN;
 
 /// How many leading bytes of each data message are kept and reported.
@@ -29,10 +40,13 @@ pub enum Frame<'a> {
     Message {
         /// Binary (true) or text (false).
         binary: bool,
-        /// The first `min(len, HEAD_KEEP)` bytes.
+        /// The first `min(len, HEAD_KEEP)` bytes (of a compressed message: once inflated).
         head: &'a [u8],
-        /// The message's length in bytes.
+        /// The message's payload length in bytes on the wire (of a compressed message: the
+        /// compressed length).
         len: u64,
+        /// It was compressed (RSV1 on its first frame).
+        compressed: bool,
     },
     /// A ping with its payload (to be echoed in a pong).
     Ping(&'a [u8]),
@@ -65,13 +79,26 @@ pub struct FrameReader {
     msg_len: u64,
     /// Payload of the control frame being read (≤ 125 bytes by §5.5).
     ctrl: Vec<u8>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    pub deflate: bool,
+    /// The message in progress is compressed.
+    compressed: bool,
+    /// Its first compressed bytes (at most [`ZHEAD_KEEP`]); allocated only while a compressed
+    /// message is split across reads.
+    zhead: Vec<u8>,
 }
 
 impl FrameReader {
-    /// Feeds the next bytes from the socket, reporting each complete message or control frame.
+    /// Feeds the next bytes from the socket, reporting each complete message or control frame;
+    /// compressed heads are inflated with `z` (the event loop's).
     #[inline]
-    pub fn feed(&mut self, buf: &[u8], on: impl FnMut(Frame<'_>)) -> Result<(), ProtocolError> {
-        self.feed_with::<true>(buf, on)
+    pub fn feed(
+        &mut self,
+        buf: &[u8],
+        z: &mut HeadInflater,
+        on: impl FnMut(Frame<'_>),
+    ) -> Result<(), ProtocolError> {
+        self.feed_with::<true>(buf, z, on)
     }
 
     /// [`FrameReader::feed`], with (`SCAN`) or without the scan of whole frames.
@@ -79,6 +106,7 @@ impl FrameReader {
     fn feed_with<const SCAN: bool>(
         &mut self,
         mut buf: &[u8],
+        z: &mut HeadInflater,
         mut on: impl FnMut(Frame<'_>),
     ) -> Result<(), ProtocolError> {
         loop {
@@ -89,11 +117,11 @@ impl FrameReader {
                 if buf.is_empty() {
                     return Ok(());
                 }
-                let Some((h, used)) = self.take_header(buf)? else {
+                let Some((h, used, rsv1)) = self.take_header(buf)? else {
                     return Ok(());
                 };
                 buf = &buf[used..];
-                self.start(h)?;
+                self.start(h, rsv1)?;
                 // A whole unfragmented data frame already in the buffer (after a split header,
                 // or with a 64-bit length).
                 if matches!(h.opcode, OpCode::Binary | OpCode::Text)
@@ -101,11 +129,18 @@ impl FrameReader {
                     && buf.len() as u64 >= h.payload_len
                 {
                     let (payload, rest) = buf.split_at(h.payload_len as usize);
-                    let head = &payload[..payload.len().min(HEAD_KEEP)];
+                    let mut inflated = [0; HEAD_KEEP];
+                    let head = if rsv1 {
+                        let n = z.head(payload, true, &mut inflated)?;
+                        &inflated[..n]
+                    } else {
+                        &payload[..payload.len().min(HEAD_KEEP)]
+                    };
                     on(Frame::Message {
                         binary: self.binary,
                         head,
                         len: h.payload_len,
+                        compressed: rsv1,
                     });
                     self.in_message = false;
                     self.cur = None;
@@ -123,6 +158,10 @@ impl FrameReader {
             let cur = *cur;
             if cur.opcode.is_control() {
                 self.ctrl.extend_from_slice(chunk);
+            } else if self.compressed {
+                let take = (ZHEAD_KEEP - self.zhead.len()).min(chunk.len());
+                self.zhead.extend_from_slice(&chunk[..take]);
+                self.msg_len += n as u64;
             } else {
                 let take = (HEAD_KEEP - self.head_len).min(chunk.len());
                 self.head[self.head_len..self.head_len + take].copy_from_slice(&chunk[..take]);
@@ -133,15 +172,32 @@ impl FrameReader {
                 return Ok(()); // the buffer is used up mid-payload
             }
             self.cur = None;
-            self.finish(cur, &mut on);
+            self.finish(cur, z, &mut on)?;
         }
     }
 
+    /// `parse_header`, or with permessage-deflate `parse_header_deflate`: the header, its
+    /// length and RSV1.
+    fn parse(&self, buf: &[u8]) -> Result<Decoded<(FrameHeader, usize, bool)>, ProtocolError> {
+        if self.deflate {
+            return parse_header_deflate(buf, Role::Client);
+        }
+        Ok(match parse_header(buf, Role::Client)? {
+            Decoded::Complete((h, n)) => Decoded::Complete((h, n, false)),
+            Decoded::Partial => Decoded::Partial,
+        })
+    }
+
     /// Completes a header from `buf` (and bytes saved from earlier reads); `None` when more
-    /// bytes are needed (all of `buf` was saved). Returns the header and the bytes of `buf` used.
-    fn take_header(&mut self, buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    /// bytes are needed (all of `buf` was saved). Returns the header, the bytes of `buf` used
+    /// and RSV1.
+    #[allow(clippy::type_complexity)]
+    fn take_header(
+        &mut self,
+        buf: &[u8],
+    ) -> Result<Option<(FrameHeader, usize, bool)>, ProtocolError> {
         if self.hdr_len == 0 {
-            return Ok(match parse_header(buf, Role::Client)? {
+            return Ok(match self.parse(buf)? {
                 Decoded::Complete(h) => Some(h),
                 Decoded::Partial => {
                     self.hdr[..buf.len()].copy_from_slice(buf);
@@ -153,10 +209,10 @@ impl FrameReader {
         let old = self.hdr_len;
         let take = (MAX_HEADER_LEN - old).min(buf.len());
         self.hdr[old..old + take].copy_from_slice(&buf[..take]);
-        Ok(match parse_header(&self.hdr[..old + take], Role::Client)? {
-            Decoded::Complete((h, len)) => {
+        Ok(match self.parse(&self.hdr[..old + take])? {
+            Decoded::Complete((h, len, rsv1)) => {
                 self.hdr_len = 0;
-                Some((h, len - old))
+                Some((h, len - old, rsv1))
             }
             Decoded::Partial => {
                 self.hdr_len = old + take;
@@ -165,8 +221,9 @@ impl FrameReader {
         })
     }
 
-    /// Checks a new frame against the fragmentation rules (§5.4) and starts reading it.
-    fn start(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+    /// Checks a new frame against the fragmentation rules (§5.4) and starts reading it
+    /// (`rsv1`: compressed, checked by the header parser).
+    fn start(&mut self, h: FrameHeader, rsv1: bool) -> Result<(), ProtocolError> {
         match h.opcode {
             OpCode::Continuation if !self.in_message => {
                 return Err(ProtocolError::UnexpectedContinuation);
@@ -179,6 +236,7 @@ impl FrameReader {
                 self.binary = h.opcode == OpCode::Binary;
                 self.head_len = 0;
                 self.msg_len = 0;
+                self.compressed = rsv1;
             }
             OpCode::Continuation => {}
             OpCode::Close | OpCode::Ping | OpCode::Pong => self.ctrl.clear(),
@@ -192,7 +250,12 @@ impl FrameReader {
     }
 
     /// Reports a frame whose payload has been read in full.
-    fn finish(&mut self, cur: Current, on: &mut impl FnMut(Frame<'_>)) {
+    fn finish(
+        &mut self,
+        cur: Current,
+        z: &mut HeadInflater,
+        on: &mut impl FnMut(Frame<'_>),
+    ) -> Result<(), ProtocolError> {
         match cur.opcode {
             OpCode::Ping => on(Frame::Ping(&self.ctrl)),
             OpCode::Pong => on(Frame::Pong),
@@ -202,16 +265,23 @@ impl FrameReader {
                 on(Frame::Close(code));
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation if cur.fin => {
+                self.in_message = false;
+                if self.compressed {
+                    let zhead = std::mem::take(&mut self.zhead);
+                    let whole = zhead.len() as u64 == self.msg_len;
+                    self.head_len = z.head(&zhead, whole, &mut self.head)?;
+                }
                 let head = &self.head[..self.head_len];
                 on(Frame::Message {
                     binary: self.binary,
                     head,
                     len: self.msg_len,
+                    compressed: self.compressed,
                 });
-                self.in_message = false;
             }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -239,6 +309,7 @@ fn scan<'a>(mut buf: &'a [u8], on: &mut impl FnMut(Frame<'_>)) -> &'a [u8] {
             binary: b0 == 0x82,
             head: &payload[..len.min(HEAD_KEEP)],
             len: len as u64,
+            compressed: false,
         });
         buf = &buf[at + len..];
     }

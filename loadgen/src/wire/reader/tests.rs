@@ -2,11 +2,16 @@
 //! split of a stream, and corrupted streams, must decode the same both ways.
 
 use super::*;
-use fanout::proto::frame::{encode_frame, write_header};
+use fanout::proto::deflate::{Compressor, Inflater};
+use fanout::proto::frame::{RSV1, encode_frame, write_header};
+
+use crate::wire::writer::json_body;
 
 #[derive(Debug, PartialEq)]
 enum Owned {
     Msg(bool, Vec<u8>, u64),
+    /// A compressed message: its inflated head and its compressed length.
+    Zmsg(bool, Vec<u8>, u64),
     Ping(Vec<u8>),
     Pong,
     Close(Option<u16>),
@@ -15,12 +20,35 @@ enum Owned {
 /// Everything reported for `chunks` fed in order, and how the feeding ended (the first
 /// error stops it), with (`SCAN`) or without the scan.
 fn decode<const SCAN: bool>(chunks: &[&[u8]]) -> (Vec<Owned>, Result<(), ProtocolError>) {
-    let mut r = FrameReader::default();
+    decode_with::<SCAN>(false, chunks)
+}
+
+/// [`decode`] on a connection that negotiated permessage-deflate (`deflate`) or not.
+fn decode_with<const SCAN: bool>(
+    deflate: bool,
+    chunks: &[&[u8]],
+) -> (Vec<Owned>, Result<(), ProtocolError>) {
+    let mut r = FrameReader {
+        deflate,
+        ..FrameReader::default()
+    };
+    let mut z = HeadInflater::default();
     let mut out = Vec::new();
     for c in chunks {
-        let fed = r.feed_with::<SCAN>(c, |f| {
+        let fed = r.feed_with::<SCAN>(c, &mut z, |f| {
             out.push(match f {
-                Frame::Message { binary, head, len } => Owned::Msg(binary, head.to_vec(), len),
+                Frame::Message {
+                    binary,
+                    head,
+                    len,
+                    compressed: false,
+                } => Owned::Msg(binary, head.to_vec(), len),
+                Frame::Message {
+                    binary,
+                    head,
+                    len,
+                    compressed: true,
+                } => Owned::Zmsg(binary, head.to_vec(), len),
                 Frame::Ping(p) => Owned::Ping(p.to_vec()),
                 Frame::Pong => Owned::Pong,
                 Frame::Close(c) => Owned::Close(c),
@@ -238,5 +266,150 @@ fn scan_agrees_with_the_general_path_on_corrupted_streams() {
     assert!(
         errors > 1000,
         "the mutations should often break the framing: {errors}"
+    );
+}
+
+/// `payload` compressed as fanout sends it (the `00 00 ff ff` tail removed), at `level`:
+/// with fanout's `Compressor`, or (when that would send it plain, as not smaller) with the
+/// same zlib settings directly.
+fn compress(payload: &[u8], level: u32) -> Vec<u8> {
+    if let Some(frame) = Compressor::new(level, 0).compress_frame(OpCode::Binary, payload) {
+        let Ok(Decoded::Complete((_, at, true))) =
+            fanout::proto::frame::parse_header_deflate(&frame, Role::Client)
+        else {
+            panic!("a compressed frame")
+        };
+        return frame[at..].to_vec();
+    }
+    let mut z = flate2::Compress::new(flate2::Compression::new(level), false);
+    let mut out = Vec::with_capacity(payload.len() * 2 + 64);
+    z.compress_vec(payload, &mut out, flate2::FlushCompress::Sync)
+        .expect("compresses");
+    assert!(out.ends_with(&fanout::proto::deflate::TAIL));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A stamp-like head and a JSON body of `n` bytes in all.
+fn message(n: usize, seed: u64) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..24).map(|i| (seed as u8).wrapping_mul(31) ^ i).collect();
+    m.extend(json_body(n.saturating_sub(24), seed));
+    m.truncate(n);
+    m
+}
+
+/// A deflate connection's stream: compressed messages whole and fragmented (one of them
+/// compressing to more than `ZHEAD_KEEP`), between plain messages and control frames. The
+/// expected heads come from inflating each message whole with fanout's `Inflater`.
+fn deflate_stream(level: u32) -> (Vec<u8>, Vec<Owned>) {
+    let mut s = Vec::new();
+    let mut want = Vec::new();
+    for (i, n) in [1024, 64, 30, 300, 4096, 70_000, 1000, 2000]
+        .into_iter()
+        .enumerate()
+    {
+        let m = message(n, i as u64);
+        let z = compress(&m, level);
+        let oracle = Inflater::new().inflate(&z, usize::MAX).expect("inflates");
+        assert_eq!(oracle, m);
+        let head = oracle[..n.min(HEAD_KEEP)].to_vec();
+        if i % 3 == 1 {
+            // Fragmented: RSV1 on the first frame only, a ping in between.
+            let (a, rest) = z.split_at(z.len() / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            let mut first = frame(false, OpCode::Binary, a);
+            first[0] |= RSV1;
+            s.extend(first);
+            s.extend(frame(false, OpCode::Continuation, b));
+            s.extend(encode_frame(OpCode::Ping, b"z"));
+            s.extend(frame(true, OpCode::Continuation, c));
+            want.push(Owned::Ping(b"z".to_vec()));
+        } else {
+            let mut f = frame(true, OpCode::Binary, &z);
+            f[0] |= RSV1;
+            s.extend(f);
+        }
+        want.push(Owned::Zmsg(true, head, z.len() as u64));
+        s.extend(encode_frame(OpCode::Binary, &m[..m.len().min(200)]));
+        want.push(Owned::Msg(
+            true,
+            m[..m.len().min(HEAD_KEEP)].to_vec(),
+            m.len().min(200) as u64,
+        ));
+    }
+    (s, want)
+}
+
+/// [`read_all`] on a deflate connection.
+fn read_all_deflate(chunks: &[&[u8]]) -> Result<Vec<Owned>, ProtocolError> {
+    let (out, end) = decode_with::<true>(true, chunks);
+    let (oracle, oracle_end) = decode_with::<false>(true, chunks);
+    assert_eq!((&out, end), (&oracle, oracle_end));
+    end.map(|()| out)
+}
+
+#[test]
+fn compressed_heads_match_a_full_inflate_across_random_splits() {
+    for level in [1, 9] {
+        let (s, want) = deflate_stream(level);
+        assert_eq!(read_all_deflate(&[&s]).unwrap(), want);
+        for cut in (0..s.len()).step_by(61).chain(0..600) {
+            let parts = [&s[..cut], &s[cut..]];
+            assert_eq!(read_all_deflate(&parts).unwrap(), want, "cut at {cut}");
+        }
+        let mut rng = Rng(0xDEF1 + u64::from(level));
+        for max in [1, 5, 100, 700, 1500, 20_000] {
+            for _ in 0..8 {
+                let chunks = rng.chunks(&s, max);
+                assert_eq!(read_all_deflate(&chunks).unwrap(), want, "max {max}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_plain_stream_reads_the_same_with_deflate_negotiated() {
+    let (s, want) = fanout_stream();
+    assert_eq!(read_all_deflate(&[&s]).unwrap(), want);
+}
+
+#[test]
+fn misplaced_or_unnegotiated_rsv1_and_corrupt_data_are_protocol_errors() {
+    let z = compress(&message(500, 1), 1);
+    let mut compressed = frame(true, OpCode::Binary, &z);
+    compressed[0] |= RSV1;
+    // Not negotiated: RSV1 is a reserved bit (RFC 6455 §5.2).
+    assert_eq!(read_all(&[&compressed]), Err(ProtocolError::ReservedBits));
+    assert_eq!(read_all_deflate(&[&compressed]).unwrap().len(), 1);
+    // RSV1 on a continuation or a control frame (RFC 7692 §6.1).
+    let mut s = frame(false, OpCode::Binary, &z[..10]);
+    s[0] |= RSV1;
+    let mut cont = frame(true, OpCode::Continuation, &z[10..]);
+    cont[0] |= RSV1;
+    s.extend(cont);
+    assert_eq!(
+        read_all_deflate(&[&s]),
+        Err(ProtocolError::CompressedBitMisplaced)
+    );
+    let mut ping = encode_frame(OpCode::Ping, b"p");
+    ping[0] |= RSV1;
+    assert_eq!(
+        read_all_deflate(&[&ping]),
+        Err(ProtocolError::CompressedBitMisplaced)
+    );
+    // RSV2 stays reserved.
+    let mut rsv2 = encode_frame(OpCode::Binary, b"x");
+    rsv2[0] |= 0x20;
+    assert_eq!(read_all_deflate(&[&rsv2]), Err(ProtocolError::ReservedBits));
+    // A reserved block type, whole and split.
+    let mut bad = frame(true, OpCode::Binary, &[0xff; 40]);
+    bad[0] |= RSV1;
+    assert_eq!(
+        read_all_deflate(&[&bad]),
+        Err(ProtocolError::InvalidCompressedData)
+    );
+    assert_eq!(
+        read_all_deflate(&[&bad[..5], &bad[5..]]),
+        Err(ProtocolError::InvalidCompressedData)
     );
 }
