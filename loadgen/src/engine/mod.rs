@@ -59,6 +59,8 @@ pub struct Plan {
     pub channels: Vec<String>,
     /// The connections.
     pub conns: Vec<ConnSpec>,
+    /// Whom `wss://` targets are trusted by (`--ca-file`, `--insecure`): needed when one is.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -78,6 +80,7 @@ impl Plan {
             sources,
             channels: Vec::new(),
             conns: Vec::new(),
+            tls: None,
         }
     }
 
