@@ -25,7 +25,8 @@ pub enum Trust<'a> {
     Insecure,
 }
 
-/// The client configuration for `trust`: TLS 1.2 and 1.3, ALPN `http/1.1` (as the server).
+/// The client configuration for `trust`: TLS 1.2 and 1.3, ALPN `http/1.1` (as the server), no
+/// session resumption.
 pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
     let provider = fanout::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -53,6 +54,9 @@ pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
     };
     let mut config = builder.with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection stands for a client of its own: a full handshake each, never a
+    // resumption of another connection's session (which would make handshakes look cheap).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
