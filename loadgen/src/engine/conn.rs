@@ -235,6 +235,7 @@ impl Conn {
                     Err(e) => return Err(e),
                 }
             }
+            // All of `wbuf` is rustls' now: below, only the reset of the buffer applies.
         }
         while self.wpos < self.wbuf.len() {
             match sock.write(&self.wbuf[self.wpos..]) {
