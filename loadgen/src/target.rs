@@ -53,15 +53,15 @@ impl Target {
                 format!("{authority}:{}", if tls { 443 } else { 80 }),
             ),
         };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let server_name = ServerName::try_from(bare.to_string())
-            .map_err(|_| format!("--url {url:?}: {bare:?} is not a valid server name"))?;
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("--url {url:?}: cannot resolve {authority}: {e}"))?
             .next()
             .ok_or_else(|| format!("--url {url:?}: {authority} resolves to nothing"))?;
         check_loopback(addr.ip(), allow_remote, "--url")?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = ServerName::try_from(bare.to_string())
+            .map_err(|_| format!("--url {url:?}: {bare:?} is not a valid server name"))?;
         Ok(Target {
             tls,
             server_name,
