@@ -2,12 +2,17 @@
 // The channel is the first offered Sec-WebSocket-Protocol value (echoed in the 101); each
 // message goes to every other subscriber of the channel (ws.publish excludes the sender).
 // Usage: node server.js [HOST:PORT]   (default 127.0.0.1:9003)
+// With UWS_CERT and UWS_KEY (PEM files) set it serves wss:// (uWS.SSLApp), as compare.sh --tls.
 'use strict';
 const uWS = require('uwebsockets');
 
 const [host, port] = (process.argv[2] || '127.0.0.1:9003').split(':');
 
-uWS.App().ws('/*', {
+const app = process.env.UWS_CERT
+  ? uWS.SSLApp({ cert_file_name: process.env.UWS_CERT, key_file_name: process.env.UWS_KEY })
+  : uWS.App();
+
+app.ws('/*', {
   compression: uWS.DISABLED,
   maxPayloadLength: 16 * 1024 * 1024,
   maxBackpressure: 64 * 1024 * 1024,
