@@ -138,3 +138,15 @@ fn ws_and_wss_nodes_mix_in_one_run() {
     // Each of the 50 messages reaches the 5 subscribers of its node.
     assert_eq!(o.figures.delivered, 50 * 5);
 }
+
+#[test]
+fn publish_refuses_tls_urls() {
+    use clap::Parser;
+    for url in ["wss://127.0.0.1:1/", "https://127.0.0.1:1/"] {
+        let cli = loadgen::cli::Cli::try_parse_from(["loadgen", "publish", "--url", url]).unwrap();
+        match loadgen::run(cli) {
+            Err(RunError::Setup(e)) => assert!(e.contains("plain HTTP only"), "{e}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|o| o.json)),
+        }
+    }
+}
