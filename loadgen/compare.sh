@@ -6,7 +6,7 @@
 # A capacity figure is marked † when loadgen's CPU % in that trial was at least the server's
 # (or at least 90 %): there the client, not the server, may have been the limit.
 #
-# Usage: loadgen/compare.sh [--quick] [--repeat N] [--servers "fanout tokio uws"] [--out DIR]
+# Usage: loadgen/compare.sh [--quick] [--tls] [--repeat N] [--servers "fanout tokio uws"] [--out DIR]
 #   --quick / QUICK=1   short durations and smaller counts: a smoke run of the whole pipeline
 #   --repeat N          run the whole set N times, servers interleaved in each round; the table
 #                       shows each figure's median and its range (default: 1)
@@ -15,25 +15,35 @@
 #                       copy and shared modes: what one contiguous write per subscriber per
 #                       turn achieves on this machine (opt-in: each server adds ~4 minutes)
 #   --out DIR           where the JSON, the logs and table.md go (default: target/compare)
+#   --tls / TLS=1       over wss://: a self-signed P-256 certificate for localhost/127.0.0.1 is
+#                       made with openssl in OUT/tls, fanout gets --tls-cert/--tls-key, uWS
+#                       runs as SSLApp with the same files, loadgen trusts it by --ca-file;
+#                       servers without TLS (tokio, contig) are skipped (default: "fanout uws")
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"fanout tokio uws"}
+TLS=${TLS:-0}
+SERVERS=${SERVERS:-}
 REPEAT=${REPEAT:-1}
 OUT=${OUT:-target/compare}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --tls) TLS=1 ;;
     --servers) SERVERS=$2; shift ;;
     --repeat) REPEAT=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+if [ -z "$SERVERS" ]; then
+  if [ "$TLS" = 1 ]; then SERVERS="fanout uws"; else SERVERS="fanout tokio uws"; fi
+fi
 
 if [ "$QUICK" = 1 ]; then
   DUR=2s; STEP=1s; STEPS=5; CONNS=2000; BIG_SUBS=2000; DRAIN=1s
@@ -52,6 +62,21 @@ FANOUT="$TARGET_DIR/release/fanout"
 CONTIG="$TARGET_DIR/release/contig-peer"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
+
+SCHEME=ws; LG_TLS=(); FANOUT_TLS=()
+if [ "$TLS" = 1 ]; then
+  # CA:FALSE: openssl's default for -x509 is a CA certificate, which rustls' verifier refuses
+  # as a server's own certificate.
+  mkdir -p "$OUT/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null
+  SCHEME=wss
+  LG_TLS=(--ca-file "$OUT/tls/cert.pem")
+  FANOUT_TLS=(--tls-cert "$OUT/tls/cert.pem" --tls-key "$OUT/tls/key.pem")
+  export UWS_CERT="$OUT/tls/cert.pem" UWS_KEY="$OUT/tls/key.pem"
+fi
 
 if command -v taskset >/dev/null; then
   PIN_SERVER=(taskset -c 0); PIN_LG=(taskset -c 1)
@@ -74,8 +99,11 @@ PY
 
 start_server() { # start_server NAME PORT -> sets PID, or returns 1 (skipped)
   local name=$1 port=$2
+  if [ "$TLS" = 1 ] && [ "$name" != fanout ] && [ "$name" != uws ]; then
+    echo "== skipping $name: it has no TLS (--tls runs fanout and uws)" >&2; return 1
+  fi
   case "$name" in
-    fanout) "${PIN_SERVER[@]}" "$FANOUT" --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
+    fanout) "${PIN_SERVER[@]}" "$FANOUT" --listen "127.0.0.1:$port" "${FANOUT_TLS[@]}" >"$OUT/$name.log" 2>&1 & ;;
     tokio) "${PIN_SERVER[@]}" "$LG" peer --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
     contig) "${PIN_SERVER[@]}" "$CONTIG" --mode copy --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 & ;;
     contig-shared)
@@ -105,7 +133,7 @@ run_lg() { # run_lg NAME SCENARIO ARGS...
   local name=$1 scenario=$2; shift 2
   echo "== $name: loadgen $scenario $*" >&2
   local rc=0
-  "${PIN_LG[@]}" "$LG" "$scenario" --url "ws://127.0.0.1:$PORT/" --server-pid "$PID" \
+  "${PIN_LG[@]}" "$LG" "$scenario" --url "$SCHEME://127.0.0.1:$PORT/" "${LG_TLS[@]}" --server-pid "$PID" \
       --json "$OUT/$name-$TAG-$ROUND.json" "$@" >"$OUT/$name-$TAG-$ROUND.txt" 2>&1 || rc=$?
   if [ "$rc" != 0 ]; then
     echo "   (exit $rc; see $OUT/$name-$TAG-$ROUND.txt)" >&2
@@ -141,7 +169,7 @@ done
 
 {
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr); servers pinned to core 0, loadgen to core 1."
-  echo "Command: loadgen/compare.sh $([ "$QUICK" = 1 ] && echo --quick) --repeat $REPEAT (durations: $DUR per run, $STEP per sweep step)"
+  echo "Command: loadgen/compare.sh $([ "$QUICK" = 1 ] && echo --quick) $([ "$TLS" = 1 ] && echo --tls) --repeat $REPEAT (durations: $DUR per run, $STEP per sweep step)"
   [ "$REPEAT" -gt 1 ] && echo "Each cell: the median of $REPEAT rounds (servers interleaved in each round), lowest–highest in brackets; ratios are of medians."
   echo
   python3 loadgen/compare_table.py "$OUT" $SERVERS

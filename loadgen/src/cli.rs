@@ -38,9 +38,10 @@ pub enum Command {
 /// Flags every scenario takes.
 #[derive(Clone, Debug, Args)]
 pub struct Common {
-    /// The server: ws://HOST:PORT/PATH (loopback only unless --allow-remote). Repeat it for
-    /// several nodes of a cluster: subscribers and publishers are spread over the URLs
-    /// round-robin, and the accounting covers every node.
+    /// The server: ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (loopback only unless
+    /// --allow-remote). Repeat it for several nodes of a cluster: subscribers and publishers
+    /// are spread over the URLs round-robin, and the accounting covers every node (ws:// and
+    /// wss:// may be mixed).
     #[arg(long, default_value = "ws://127.0.0.1:8080/")]
     pub url: Vec<String>,
     /// Pin every publisher to this URL (one of --url, or another node); subscribers still
@@ -95,6 +96,14 @@ pub struct Common {
     /// Fail (exit 3) if p99 latency exceeds this.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_p99: Option<Duration>,
+    /// For wss:// URLs: trust the certificates in this PEM file (e.g. the server's
+    /// self-signed certificate). A wss:// URL needs this or --insecure.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+    /// For wss:// URLs: accept any server certificate (handshake signatures are still
+    /// verified, so the cost is the real one; chain and name are not checked).
+    #[arg(long)]
+    pub insecure: bool,
     /// Allow a target (and sources) outside 127.0.0.0/8 and ::1.
     #[arg(long)]
     pub allow_remote: bool,

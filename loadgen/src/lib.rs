@@ -10,6 +10,10 @@
 //! - **Client.** `--threads` mio event loops (default 1), connections sharded across them. Client
 //!   frames are masked with a fresh key each, and the handshake checks `Sec-WebSocket-Accept`
 //!   and the selected protocol, with the same codec as the server (`fanout::proto`).
+//!   `wss://` URLs add a rustls client (ring, TLS 1.2/1.3) under the same loop: it decrypts
+//!   until the socket would block, the upgrade request waits in rustls until its handshake is
+//!   done, and a failed TLS handshake counts as the failure cause `tls`. Trust is explicit
+//!   (`--ca-file` or `--insecure`); the accounting is the same as over `ws://`.
 //! - **Receive path.** A capacity test must outrun the server it tests, so receiving is cheap:
 //!   one `read` per readable socket per turn into a 256 KiB buffer (a short read means it is
 //!   drained); a scan walks the whole frames in it reading only their 2–4 header bytes and the
@@ -67,7 +71,7 @@
 //!   would not fit under the open-file limit or in the sources' ephemeral ports.
 //!
 //! # Layout
-//! - [`cli`]: flags. [`target`]: `--url`, `--source`.
+//! - [`cli`]: flags. [`target`]: `--url`, `--source`. [`tls`]: whom `wss://` trusts.
 //! - [`wire`]: the client codec (handshake, frame reader, masked writer, payload stamp,
 //!   compressed heads).
 //! - [`pacing`]: the send schedule. [`stats`]: sequence tracking, tallies, percentiles, causes.
@@ -90,6 +94,7 @@ pub mod scenario;
 pub mod stats;
 pub mod sysinfo;
 pub mod target;
+pub mod tls;
 pub mod wire;
 
 pub use report::Outcome;

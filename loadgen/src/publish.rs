@@ -22,7 +22,7 @@ use crate::cli::{parse_duration, parse_size};
 /// `loadgen publish`.
 #[derive(Clone, Debug, Args)]
 pub struct PublishArgs {
-    /// The server: `http://HOST:PORT/` or `ws://HOST:PORT/` (loopback only).
+    /// The server: `http://HOST:PORT/` or `ws://HOST:PORT/` (loopback only; no TLS).
     #[arg(long, default_value = "http://127.0.0.1:8080/")]
     pub url: String,
     /// The channel to publish to.
@@ -60,6 +60,13 @@ pub struct PublishReport {
 
 /// Runs the publish benchmark.
 pub fn run(args: &PublishArgs) -> Result<PublishReport, String> {
+    if args.url.starts_with("https://") || args.url.starts_with("wss://") {
+        return Err(format!(
+            "--url {}: publish speaks plain HTTP only (its reader and writer threads share one \
+             blocking socket); measure publishing over TLS-free http://",
+            args.url
+        ));
+    }
     let host = args
         .url
         .trim_start_matches("http://")

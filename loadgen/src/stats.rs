@@ -183,14 +183,19 @@ pub enum Cause {
     Closed(Option<u16>),
     /// The server broke the framing rules (reported by the frame reader).
     Protocol,
+    /// The TLS handshake failed (e.g. a certificate not trusted) or a record was bad.
+    Tls,
     /// Any other socket error.
     Io(io::ErrorKind),
 }
 
 impl Cause {
-    /// Classifies a socket error.
+    /// Classifies a socket error (or a TLS error that `Conn::read` wrapped in one).
     pub fn of(e: &io::Error) -> Cause {
         use io::ErrorKind as K;
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return Cause::Tls;
+        }
         match e.kind() {
             K::ConnectionRefused => Cause::Refused,
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
@@ -218,6 +223,7 @@ impl std::fmt::Display for Cause {
             Cause::Closed(Some(c)) => write!(f, "closed_{c}"),
             Cause::Closed(None) => f.write_str("closed"),
             Cause::Protocol => f.write_str("protocol_error"),
+            Cause::Tls => f.write_str("tls"),
             Cause::Io(k) => write!(f, "io_{k:?}"),
         }
     }
@@ -343,7 +349,9 @@ mod tests {
         f.add(Cause::Http(503));
         f.add(Cause::Http(503));
         f.add(Cause::of(&io::Error::from(io::ErrorKind::ConnectionReset)));
-        assert_eq!(f.describe(), "http_503=2 refused=1 reset=1");
-        assert_eq!(f.total(), 4);
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        f.add(Cause::of(&io::Error::new(io::ErrorKind::InvalidData, tls)));
+        assert_eq!(f.describe(), "http_503=2 refused=1 reset=1 tls=1");
+        assert_eq!(f.total(), 5);
     }
 }

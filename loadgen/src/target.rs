@@ -6,9 +6,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
-/// A resolved `ws://HOST:PORT/PATH` target.
+use rustls::pki_types::ServerName;
+
+/// A resolved `ws://HOST:PORT/PATH` or `wss://HOST:PORT/PATH` target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// `wss://`: connections speak TLS (see `tls.rs` for whom they trust).
+    pub tls: bool,
+    /// The name the server's certificate must carry, sent as SNI when it is a DNS name: the
+    /// host without its port (an IP address is checked against the certificate's IP names).
+    pub server_name: ServerName<'static>,
     /// The address every connection goes to.
     pub addr: SocketAddr,
     /// The `Host` header value (`HOST:PORT` as written in the URL).
@@ -20,9 +27,15 @@ pub struct Target {
 impl Target {
     /// Parses and resolves `url`; refuses non-loopback addresses unless `allow_remote`.
     pub fn parse(url: &str, allow_remote: bool) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("--url {url:?}: only ws:// URLs are supported"))?;
+        let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => {
+                return Err(format!(
+                    "--url {url:?}: only ws:// and wss:// URLs are supported"
+                ));
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -30,13 +43,15 @@ impl Target {
         if authority.is_empty() {
             return Err(format!("--url {url:?}: no host"));
         }
-        let with_port = if authority
+        let port = authority
             .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+            .filter(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+        let (host, with_port) = match port {
+            Some((host, _)) => (host, authority.to_string()),
+            None => (
+                authority,
+                format!("{authority}:{}", if tls { 443 } else { 80 }),
+            ),
         };
         let addr = with_port
             .to_socket_addrs()
@@ -44,7 +59,12 @@ impl Target {
             .next()
             .ok_or_else(|| format!("--url {url:?}: {authority} resolves to nothing"))?;
         check_loopback(addr.ip(), allow_remote, "--url")?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = ServerName::try_from(bare.to_string())
+            .map_err(|_| format!("--url {url:?}: {bare:?} is not a valid server name"))?;
         Ok(Target {
+            tls,
+            server_name,
             addr,
             host: authority.to_string(),
             path: path.to_string(),
@@ -120,10 +140,31 @@ mod tests {
     #[test]
     fn bad_and_remote_urls_are_refused() {
         assert!(Target::parse("http://127.0.0.1:1/", false).is_err());
-        assert!(Target::parse("wss://127.0.0.1:1/", false).is_err());
         assert!(Target::parse("ws:///", false).is_err());
         let e = Target::parse("ws://10.0.0.1:80/", false).unwrap_err();
         assert!(e.contains("not a loopback"), "{e}");
+    }
+
+    #[test]
+    fn wss_urls_default_to_443_and_name_the_host_without_its_port() {
+        let t = Target::parse("wss://127.0.0.1:9443/x", false).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr, "127.0.0.1:9443".parse().unwrap());
+        assert_eq!((t.host.as_str(), t.path.as_str()), ("127.0.0.1:9443", "/x"));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(t.server_name, ServerName::from(ip));
+        let t = Target::parse("wss://127.0.0.1", false).unwrap();
+        assert_eq!((t.addr.port(), t.host.as_str()), (443, "127.0.0.1"));
+        let t = Target::parse("wss://localhost:8443/", false).unwrap();
+        assert_eq!(t.server_name, ServerName::try_from("localhost").unwrap());
+        let t = Target::parse("wss://[::1]:8443/", false).unwrap();
+        let ip: IpAddr = "::1".parse().unwrap();
+        assert_eq!((t.server_name, t.addr.port()), (ServerName::from(ip), 8443));
+        let t = Target::parse("ws://127.0.0.1", false).unwrap();
+        assert!(!t.tls);
+        assert_eq!(t.addr.port(), 80);
+        assert!(Target::parse("wss://10.0.0.1:443/", false).is_err());
+        assert!(Target::parse("https://127.0.0.1:1/", false).is_err());
     }
 
     #[test]

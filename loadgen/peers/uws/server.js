@@ -4,6 +4,7 @@
 // Usage: node server.js [HOST:PORT]   (default 127.0.0.1:9003)
 // UWS_COMPRESSION=shared turns permessage-deflate on with uWS.SHARED_COMPRESSOR (no sliding
 // window kept per connection); unset or `off`: no compression (the default).
+// With UWS_CERT and UWS_KEY (PEM files) set it serves wss:// (uWS.SSLApp), as compare.sh --tls.
 'use strict';
 const uWS = require('uwebsockets');
 
@@ -15,7 +16,11 @@ if (compression === undefined) {
   process.exit(2);
 }
 
-uWS.App().ws('/*', {
+const app = process.env.UWS_CERT
+  ? uWS.SSLApp({ cert_file_name: process.env.UWS_CERT, key_file_name: process.env.UWS_KEY })
+  : uWS.App();
+
+app.ws('/*', {
   compression,
   maxPayloadLength: 16 * 1024 * 1024,
   maxBackpressure: 64 * 1024 * 1024,

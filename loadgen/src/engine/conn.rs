@@ -1,14 +1,25 @@
 //! One client connection: socket, buffers and reader state. With `worker.rs`'s poll call, the
 //! only code that touches sockets (connect, read, write, close).
+//!
+//! The transport is plain TCP or TLS (`wss://`, a `rustls::ClientConnection`, sans-I/O: this
+//! file feeds it the socket's bytes). Above it nothing changes: `read` hands out plaintext and
+//! `flush` takes the same write buffer. The TLS handshake needs no state of its own: the upgrade
+//! request is written into rustls as soon as TCP connects, rustls holds it until its handshake
+//! is done, and the WebSocket handshake's timeout covers both. The socket stays registered for
+//! reads and writes (edge-triggered), so a handshake message rustls still wants to write goes
+//! out on the next writable event, and `has_output` counts it.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use rustls::{ClientConfig, ClientConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::stats::{Cause, SeqTracker};
+use crate::target::Target;
 use crate::wire::reader::FrameReader;
 
 /// Linux's `EINPROGRESS`: a non-blocking connect that is under way.
@@ -54,6 +65,16 @@ pub struct Conn {
     /// Sequence tracking per publisher heard in the current trial.
     pub trackers: Vec<(u32, SeqTracker)>,
     sock: Option<TcpStream>,
+    transport: Transport,
+}
+
+/// What carries the bytes: the socket itself, or TLS over it.
+#[derive(Debug)]
+enum Transport {
+    /// `ws://`: bytes go straight to the socket.
+    Plain,
+    /// `wss://`: rustls encrypts `wbuf` and decrypts what is read (boxed: its state is large).
+    Tls(Box<ClientConnection>),
 }
 
 impl Conn {
@@ -71,6 +92,7 @@ impl Conn {
             reader: FrameReader::default(),
             trackers: Vec::new(),
             sock: None,
+            transport: Transport::Plain,
         }
     }
 
@@ -82,13 +104,29 @@ impl Conn {
 
     /// Starts a non-blocking connect to `target`, bound first to `source` when given (so the
     /// source address, not the kernel's default, picks the ephemeral port), and registers it.
+    /// A `wss://` target gets a TLS client of `tls` (the plan has one whenever a target is
+    /// `wss://`), whose ClientHello leaves with the first flush.
     pub fn open(
         &mut self,
-        target: SocketAddr,
+        target: &Target,
+        tls: Option<&Arc<ClientConfig>>,
         source: Option<IpAddr>,
         registry: &Registry,
         token: Token,
     ) -> Result<(), Cause> {
+        self.transport = match (target.tls, tls) {
+            (false, _) => Transport::Plain,
+            (true, Some(config)) => {
+                let mut tls = ClientConnection::new(config.clone(), target.server_name.clone())
+                    .map_err(|_| Cause::Tls)?;
+                // `wbuf` is the queue: rustls takes all of it, and holds the upgrade request
+                // until its handshake is done.
+                tls.set_buffer_limit(None);
+                Transport::Tls(Box::new(tls))
+            }
+            (true, None) => return Err(Cause::Tls),
+        };
+        let target = target.addr;
         let sock = Socket::new(
             Domain::for_address(target),
             Type::STREAM,
@@ -132,17 +170,48 @@ impl Conn {
         }
     }
 
-    /// One `read` into `buf`: `Ok(0)` is end of stream.
+    /// Reads plaintext into `buf`: `Ok(0)` is end of stream. A plain read is one `read`; over
+    /// TLS, records are read and decrypted until `buf` is full or the socket would block, so a
+    /// short read still means the socket is drained. A TLS error comes back as an `io::Error`
+    /// wrapping the `rustls::Error`, which [`Cause::of`] counts as `tls`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.sock.as_mut() {
-            Some(s) => s.read(buf),
-            None => Ok(0),
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(0);
+        };
+        let tls = match &mut self.transport {
+            Transport::Plain => return sock.read(buf),
+            Transport::Tls(tls) => tls,
+        };
+        let mut filled = 0;
+        loop {
+            match tls.reader().read(&mut buf[filled..]) {
+                Ok(0) => return Ok(filled), // close_notify: end of stream once `buf` is taken
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
+            }
+            if filled == buf.len() {
+                return Ok(filled);
+            }
+            match tls.read_tls(sock) {
+                Ok(0) => return Ok(filled), // end of stream (0 now, or on the next call)
+                Ok(_) => {}
+                Err(e) if filled > 0 && e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(filled);
+                }
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // The alert rustls queued for the server leaves with the close's last flush.
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
         }
     }
 
-    /// Whether bytes are queued for the socket.
+    /// Whether bytes are queued for the socket (over TLS: plaintext, or records rustls holds).
     pub fn has_output(&self) -> bool {
         self.wpos < self.wbuf.len()
+            || matches!(&self.transport, Transport::Tls(tls) if tls.wants_write())
     }
 
     /// Writes queued bytes until done or `WouldBlock` (then the next writable event resumes).
@@ -150,6 +219,24 @@ impl Conn {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(());
         };
+        if let Transport::Tls(tls) = &mut self.transport {
+            if self.wpos < self.wbuf.len() {
+                // No limit is set, so rustls takes it all (as records, or held until the
+                // handshake is done).
+                tls.writer().write_all(&self.wbuf[self.wpos..])?;
+                self.wpos = self.wbuf.len();
+            }
+            while tls.wants_write() {
+                match tls.write_tls(sock) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // All of `wbuf` is rustls' now: below, only the reset of the buffer applies.
+        }
         while self.wpos < self.wbuf.len() {
             match sock.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -180,5 +267,6 @@ impl Conn {
         self.wpos = 0;
         self.reader = FrameReader::default();
         self.trackers = Vec::new();
+        self.transport = Transport::Plain;
     }
 }

@@ -116,8 +116,10 @@ impl Worker {
             let source = (!sources.is_empty()).then(|| sources[global % sources.len()]);
             let conn = &mut self.conns[li];
             conn.since_ns = now;
+            let plan = &self.shared.plan;
             match conn.open(
-                self.shared.plan.targets[conn.target as usize].addr,
+                &plan.targets[conn.target as usize],
+                plan.tls.as_ref(),
                 source,
                 self.poll.registry(),
                 Token(li),

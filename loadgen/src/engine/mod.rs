@@ -62,6 +62,8 @@ pub struct Plan {
     pub deflate: bool,
     /// The connections.
     pub conns: Vec<ConnSpec>,
+    /// Whom `wss://` targets are trusted by (`--ca-file`, `--insecure`): needed when one is.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -82,6 +84,7 @@ impl Plan {
             channels: Vec::new(),
             deflate: false,
             conns: Vec::new(),
+            tls: None,
         }
     }
 

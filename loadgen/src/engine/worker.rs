@@ -266,6 +266,10 @@ impl Worker {
                 Ok(Some(cause)) | Err(cause) => break self.fail(li, cause),
             }
         }
+        // Over TLS a read may leave only handshake messages (or a key update) to send.
+        if self.conns[li].has_output() {
+            self.dirty.push(li);
+        }
         self.scratch = scratch;
     }
 

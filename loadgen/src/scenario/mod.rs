@@ -6,7 +6,10 @@ pub mod connect;
 pub mod fanout;
 pub mod sweep;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -17,6 +20,7 @@ use crate::progress::Progress;
 use crate::report::{Figures, Outcome, figure_rows};
 use crate::sysinfo::{self, ProcSample};
 use crate::target::{Target, parse_sources};
+use crate::tls::{self, Trust};
 use crate::wire::stamp::STAMP_LEN;
 
 /// Checks the common flags, the open-file limit and the ephemeral ports for `conns`
@@ -77,7 +81,29 @@ pub(crate) fn prepare(c: &Common, conns: usize, size: usize) -> Result<(Plan, En
     let mut plan = Plan::cluster(targets, pub_target, sources);
     plan.token = c.token.clone();
     plan.deflate = c.deflate;
+    plan.tls = tls_config(c, &plan.targets)?;
     Ok((plan, opts))
+}
+
+/// The TLS client configuration when a target is `wss://` (which needs `--ca-file` or
+/// `--insecure`: there is no default trust store), else none.
+fn tls_config(c: &Common, targets: &[Target]) -> Result<Option<Arc<ClientConfig>>, String> {
+    if !targets.iter().any(|t| t.tls) {
+        return Ok(None);
+    }
+    let trust = match (&c.ca_file, c.insecure) {
+        (Some(path), _) => Trust::CaFile(path),
+        (None, true) => Trust::Insecure,
+        (None, false) => {
+            return Err(
+                "a wss:// URL needs a trust option: --ca-file PEM (the certificates \
+                        to trust, e.g. the server's self-signed one) or --insecure (accept any \
+                        certificate)"
+                    .into(),
+            );
+        }
+    };
+    tls::client_config(trust).map(Some)
 }
 
 /// Refuses durations past the hard cap.
