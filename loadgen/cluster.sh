@@ -9,6 +9,8 @@
 #            into Redis per second (fanout_backplane_published_total over the run)
 #
 # Usage: loadgen/cluster.sh [NODES]   (default 2)   OUT=DIR (default target/cluster)
+#   RATE=N for the hop run (default 10000), SUBS=N subscribers per node (default 1000);
+#   ONLY_HOP=1 skips the sweeps and the ingest
 # Needs redis-server (apt-get install redis-server). Every process listens on 127.0.0.1 only and
 # is stopped at exit.
 set -euo pipefail
@@ -68,10 +70,11 @@ echo "|---|---|---|---|---|---|---|"
 for setup in single cluster; do
   if [ "$setup" = single ]; then start_nodes 1; else start_nodes "$NODES" --redis "redis://127.0.0.1:$REDIS_PORT"; fi
   urls=(); for u in "${URLS[@]}"; do urls+=(--url "$u"); done
-  subs=$((1000 * ${#URLS[@]}))
-  "$LG" fanout "${urls[@]}" --pub-url "${URLS[0]}" --subs "$subs" --rate 10000 --size 64 \
+  subs=$((${SUBS:-1000} * ${#URLS[@]}))
+  "$LG" fanout "${urls[@]}" --pub-url "${URLS[0]}" --subs "$subs" --rate "${RATE:-10000}" --size 64 \
     --duration 10s --drain 2s --threads 2 --json "$OUT/hop-$setup.json" --quiet >/dev/null 2>&1 || true
-  echo "| $setup (${#URLS[@]} node) | $subs | 10,000 | $(field "$OUT/hop-$setup.json" delivered) | $(field "$OUT/hop-$setup.json" lost) | $(field "$OUT/hop-$setup.json" latency_us p50) | $(field "$OUT/hop-$setup.json" latency_us p99) |"
+  echo "| $setup (${#URLS[@]} node) | $subs | ${RATE:-10000} | $(field "$OUT/hop-$setup.json" delivered) | $(field "$OUT/hop-$setup.json" lost) | $(field "$OUT/hop-$setup.json" latency_us p50) | $(field "$OUT/hop-$setup.json" latency_us p99) |"
+  [ "${ONLY_HOP:-0}" = 1 ] && { stop_nodes; continue; }
   "$LG" sweep "${urls[@]}" --pub-url "${URLS[0]}" --subs "$subs" --size 64 --start-rate 1000 \
     --step-duration 3s --max-steps 10 --threads 2 --json "$OUT/sweep-$setup.json" --quiet \
     >/dev/null 2>&1 || true
@@ -79,6 +82,7 @@ for setup in single cluster; do
   stop_nodes
 done
 
+[ "${ONLY_HOP:-0}" = 1 ] && exit 0
 # Ingest: one node, its one subscriber (loadgen publish checks delivery), pipelined HTTP publishes.
 start_nodes 1 --redis "redis://127.0.0.1:$REDIS_PORT"
 before=$(metric "${URLS[0]}" fanout_backplane_published_total)
