@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 use common::*;
@@ -42,25 +42,9 @@ fn deflating(addr: SocketAddr, channel: &str) -> TcpStream {
 
 /// A server frame that may have RSV1 set: (rsv1, opcode, payload).
 fn read_any(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[0] & 0x30, 0, "RSV2/RSV3 set");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0; len];
-    s.read_exact(&mut payload).unwrap();
-    (h[0] & 0x40 != 0, h[0] & 0x0f, payload)
+    let (first, payload) = read_frame_raw(s);
+    assert_eq!(first & 0x30, 0, "RSV2/RSV3 set");
+    (first & 0x40 != 0, first & 0x0f, payload)
 }
 
 /// RFC 7692 §7.2.2: append the tail, inflate (no context takeover: a fresh inflater).

@@ -182,9 +182,20 @@ impl Frame {
 
 /// Reads one server frame; asserts it is unmasked with no RSV bits.
 pub fn read_frame(s: &mut impl Read) -> Frame {
+    let (first, payload) = read_frame_raw(s);
+    assert_eq!(first & 0x70, 0, "RSV bits set");
+    Frame {
+        fin: first & 0x80 != 0,
+        opcode: first & 0x0f,
+        payload,
+    }
+}
+
+/// Reads one server frame whatever its RSV bits (permessage-deflate sets RSV1): its first
+/// header byte and its payload; asserts it is unmasked.
+pub fn read_frame_raw(s: &mut impl Read) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).expect("frame header");
-    assert_eq!(h[0] & 0x70, 0, "RSV bits set");
     assert_eq!(h[1] & 0x80, 0, "server frames must not be masked");
     let len = match h[1] & 0x7f {
         126 => {
@@ -201,11 +212,7 @@ pub fn read_frame(s: &mut impl Read) -> Frame {
     };
     let mut payload = vec![0; len];
     s.read_exact(&mut payload).expect("frame payload");
-    Frame {
-        fin: h[0] & 0x80 != 0,
-        opcode: h[0] & 0x0f,
-        payload,
-    }
+    (h[0], payload)
 }
 
 /// Reads until EOF, asserting the server closed the TCP connection with nothing more to say.
