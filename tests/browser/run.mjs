@@ -14,10 +14,10 @@
 // env: CHROMIUM (default /usr/bin/chromium); FANOUT_SCREENSHOT=PATH writes a PNG of both pages.
 //
 // Prints one "ok:" line per check; on the first failure prints "FAIL: ..." and exits 1. The whole
-// run is bounded to 30 s.
+// run is bounded to 75 s.
 import { chromium } from "playwright-core";
 
-const TOTAL_TIMEOUT_MS = 30_000;
+const TOTAL_TIMEOUT_MS = 75_000;
 const WAIT_MS = 5_000; // for any one thing to show up in a page
 
 const args = process.argv.slice(2);
@@ -94,7 +94,7 @@ const browser = await chromium.launch({
     "--no-first-run", "--disable-quic", "--disable-component-update", "--disable-sync",
     // An https:// server in the tests has a self-signed certificate made for the run.
     ...(base.protocol === "https:" ? ["--ignore-certificate-errors"] : [])],
-  timeout: 15_000,
+  timeout: 60_000, // a cold Chromium on a loaded 2-core machine can take a while
 });
 console.log(`chromium ${browser.version()}, page ${pageUrl}`);
 const context = await browser.newContext({
