@@ -382,14 +382,16 @@ impl ChildServer {
         self.child.id()
     }
 
-    /// Its resident set size in bytes (`VmRSS`).
+    /// The memory it really holds, in bytes: its anonymous resident pages (`RssAnon`: heap,
+    /// stacks), not the pages of its executable that running a code path for the first time
+    /// maps in (part of `VmRSS`, and megabytes in a debug build).
     pub fn rss(&self) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: usize = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix("RssAnon:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .expect("VmRSS");
+            .expect("RssAnon");
         kib * 1024
     }
 }
