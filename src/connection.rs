@@ -221,11 +221,17 @@ impl Connection {
         }
     }
 
-    /// Reads once into `buf` (with TLS: decrypts until `buf` is full or the socket would
-    /// block), counting the bytes read from the socket. `Ok(0)` is the peer's EOF.
-    pub fn read(&mut self, buf: &mut [u8], stats: &mut Stats) -> io::Result<usize> {
+    /// Reads once into `buf` (with TLS: reads ciphertext into `scratch` and decrypts until
+    /// `buf` is full or the socket would block), counting the bytes read from the socket.
+    /// `Ok(0)` is the peer's EOF.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        scratch: &mut Vec<u8>,
+        stats: &mut Stats,
+    ) -> io::Result<usize> {
         if let Transport::Tls(tls) = &mut self.transport {
-            return tls.read(&mut self.socket, buf, stats);
+            return tls.read(&mut self.socket, buf, scratch, stats);
         }
         loop {
             match self.socket.read(buf) {
@@ -290,15 +296,15 @@ impl Connection {
     /// more is tried until its writable event, see [`Self::write_blocked`]), counting in
     /// `stats`; in the closing phase, shuts our side down once everything is written. Runs of
     /// small frames are gathered through `scratch` (see [`OutQueue::gather`]). With TLS the
-    /// queue goes through rustls instead ([`TlsStream::flush`]: one `write_vectored` of the
-    /// queue, then the records), `close_notify` last when closing.
+    /// queue is encrypted through `scratch` instead ([`TlsStream::flush`]: up to 64 KiB of it
+    /// into as few records as that takes, then one write), `close_notify` last when closing.
     pub fn flush(&mut self, stats: &mut Stats, scratch: &mut Vec<u8>) -> io::Result<Flushed> {
         if let Transport::Tls(tls) = &mut self.transport {
             if self.write_blocked {
                 return Ok(Flushed::Blocked);
             }
             let closing = matches!(self.phase, Phase::Closing { .. });
-            match tls.flush(&mut self.socket, &mut self.out, closing, stats)? {
+            match tls.flush(&mut self.socket, &mut self.out, closing, scratch, stats)? {
                 Written::All => {}
                 Written::Held => return Ok(Flushed::Blocked),
                 Written::Blocked => {

@@ -31,9 +31,11 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tracing::{info, warn};
 
+mod error;
 pub mod stream;
 
-pub use stream::{ErrorKind, TlsStream};
+pub use error::ErrorKind;
+pub use stream::TlsStream;
 
 /// The one application protocol offered in ALPN.
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";

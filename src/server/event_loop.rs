@@ -433,7 +433,7 @@ impl Loop {
                 conn.read_paused = true;
                 break;
             }
-            match conn.read(&mut buf, &mut self.stats) {
+            match conn.read(&mut buf, &mut self.scratch, &mut self.stats) {
                 Ok(0) => {
                     self.on_eof(key);
                     break;

@@ -1,143 +1,117 @@
-//! One connection's TLS transport: a `rustls::ServerConnection` driven over whatever
-//! `Read + Write` the connection owns (its socket; a pipe in the tests), fed from the
-//! connection's [`OutQueue`] of shared frames.
+//! One connection's TLS transport: a rustls `UnbufferedServerConnection` driven over
+//! whatever `Read + Write` the connection owns (its socket; a pipe in the tests), fed from the
+//! connection's [`OutQueue`] of shared frames. With rustls' unbuffered API the buffers are
+//! ours, so they can be the loop's and an idle connection holds none.
 //!
 //! - **Encrypted once per connection, encoded once per process**: the queue holds the same
-//!   shared frames as for a plain connection; [`TlsStream::flush`] hands everything queued to
-//!   rustls in one `writer().write_vectored` of the queue's slices, so the frames of a turn
-//!   become as few records as their size allows (a record holds up to 16 KiB and spans frames),
-//!   never one record per frame, and then writes the records with `write_tls` (one `writev`).
-//! - **Backpressure**: rustls' output buffer is capped at [`TLS_BUFFER_LIMIT`], and it is fed
-//!   only once everything it produced before has been written to the socket. So what
-//!   `--max-backpressure` does not see (plaintext already taken out of the queue and encrypted
-//!   but not yet sent) is bounded by that cap, like the kernel's socket buffer; the rest waits
-//!   in the queue, counted as for a plain connection.
-//! - **Reads** drain the socket until `WouldBlock` (mio is edge-triggered): each `read_tls`
-//!   is followed by `process_new_packets`, and the plaintext goes into the loop's shared read
-//!   buffer. A read that comes back short therefore means the socket was drained, as for a
-//!   plain connection, except right after the peer's EOF (see [`TlsStream::more_buffered`]).
-//! - **Idle**: after a flush rustls holds no records, and after its plaintext is read no
-//!   plaintext; what an idle connection keeps is rustls' own state (its keys, and the 4 KiB
-//!   record buffer it reads into).
-//! - **Errors** are counted by [`ErrorKind`]; after a fatal one the alert rustls queued is
+//!   shared frames as for a plain connection; [`TlsStream::flush`] encrypts up to
+//!   [`TLS_BUFFER_LIMIT`] of it in one call (the frames gathered first when there are several),
+//!   so the frames of a turn become as few records as their size allows (a record holds up to
+//!   16 KiB and spans frames), never one record per frame, and writes the records with one
+//!   `write`. Plaintext and ciphertext go through the loop's scratch buffer.
+//! - **Backpressure**: records the socket did not take wait in the connection's own buffer
+//!   (at most [`TLS_BUFFER_LIMIT`] and a few record headers), and nothing more is encrypted
+//!   until they are written. So what `--max-backpressure` does not see (plaintext taken out of
+//!   the queue and encrypted but not yet sent) is bounded, like the kernel's socket buffer; the
+//!   rest waits in the queue, counted as for a plain connection.
+//! - **Reads** drain the socket until `WouldBlock` (mio is edge-triggered): the ciphertext is
+//!   read into the loop's scratch buffer and decrypted record by record into the loop's read
+//!   buffer. A record is decrypted only when its plaintext surely fits; otherwise the read
+//!   stops, the rest is kept and [`TlsStream::more_buffered`] says so. What is kept between
+//!   reads is at most a partial record (or an unfinished handshake message) and one read.
+//! - **Idle**: after a flush and a read a connection holds no ciphertext and no plaintext, and
+//!   its buffers are freed: what is left is rustls' state (its keys and handshake state).
+//! - **Errors** are counted by [`ErrorKind`]; after a fatal one the alert rustls made is
 //!   written if the socket takes it, and the connection is closed.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
+use rustls::server::ServerConnectionData;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError};
 
+use super::ErrorKind;
 use crate::broadcast::OutQueue;
 use crate::metrics::Stats;
 
-/// Most ciphertext rustls may hold for a connection (see the module doc): four full records,
-/// so one flush still fills a socket buffer in a few writes.
+/// Most plaintext encrypted in one flush, and so most ciphertext a connection keeps when the
+/// socket does not take it (see the module doc): four full records, so one write still fills a
+/// socket buffer.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
-/// Most queue entries handed to rustls in one `write_vectored`: 256 frames of 64 bytes
-/// already fill a 16 KiB record, so more slices would not save a record. (The hub also
-/// batches a channel's frames of a turn into one entry, so a long queue is rare.)
+/// Most queue entries gathered for one flush: 256 frames of 64 bytes already fill a 16 KiB
+/// record, so more slices would not save a record. (The hub also batches a channel's frames of
+/// a turn into one entry, so a long queue is rare.)
 pub const TLS_IOVECS: usize = 256;
 
-/// Why a TLS connection failed, as `fanout_tls_errors_total{kind}` counts it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The first bytes are not a TLS record: plaintext (HTTP, most likely) sent to the TLS port.
-    Plaintext,
-    /// The handshake failed: no protocol version, cipher suite or ALPN protocol in common, or a
-    /// peer that broke the handshake's rules.
-    Handshake,
-    /// The peer sent a fatal alert (a browser that does not trust the certificate sends
-    /// `bad_certificate` or `unknown_ca`).
-    Alert,
-    /// A malformed record, or one that does not decrypt, after the first bytes.
-    BadRecord,
-    /// The handshake did not complete within `--handshake-timeout`.
-    HandshakeTimeout,
-    /// Anything else.
-    Other,
-}
+/// The longest record on the wire: a header and 16 KiB of plaintext plus the most expansion
+/// TLS allows.
+pub const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 
-impl ErrorKind {
-    /// Every kind, in the order of [`Stats::tls_errors`].
-    pub const ALL: [ErrorKind; 6] = [
-        ErrorKind::Plaintext,
-        ErrorKind::Handshake,
-        ErrorKind::Alert,
-        ErrorKind::BadRecord,
-        ErrorKind::HandshakeTimeout,
-        ErrorKind::Other,
-    ];
+/// Room for the ciphertext of [`TLS_BUFFER_LIMIT`] bytes of plaintext: each record adds its
+/// header, nonce, tag and content type.
+const CIPHERTEXT_LIMIT: usize = TLS_BUFFER_LIMIT + 1024;
 
-    /// Its `kind` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            ErrorKind::Plaintext => "plaintext",
-            ErrorKind::Handshake => "handshake",
-            ErrorKind::Alert => "alert",
-            ErrorKind::BadRecord => "bad_record",
-            ErrorKind::HandshakeTimeout => "handshake_timeout",
-            ErrorKind::Other => "other",
-        }
-    }
-
-    /// Counts one in `stats`.
-    pub fn count(self, stats: &mut Stats) {
-        stats.tls_errors[self as usize] += 1;
-    }
-
-    /// The kind of a rustls error; `first` says whether it came from the peer's first record.
-    pub fn of(e: &rustls::Error, first: bool) -> ErrorKind {
-        use rustls::Error as E;
-        match e {
-            E::InvalidMessage(_) if first => ErrorKind::Plaintext,
-            E::InvalidMessage(_) | E::DecryptError => ErrorKind::BadRecord,
-            E::AlertReceived(_) => ErrorKind::Alert,
-            E::PeerIncompatible(_)
-            | E::PeerMisbehaved(_)
-            | E::NoApplicationProtocol
-            | E::InappropriateMessage { .. }
-            | E::InappropriateHandshakeMessage { .. } => ErrorKind::Handshake,
-            _ => ErrorKind::Other,
-        }
-    }
-}
+/// The loop's scratch buffer as TLS uses it: ciphertext then the plaintext gathered for one
+/// flush; for a read, ciphertext of up to one read buffer.
+const SCRATCH_LEN: usize = CIPHERTEXT_LIMIT + TLS_BUFFER_LIMIT;
 
 /// What [`TlsStream::flush`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
-    /// The queue and rustls' records are all written (and, when closing, `close_notify`).
+    /// The queue and our records are all written (and, when closing, `close_notify`).
     All,
     /// The socket would block: wait for its writable event.
     Blocked,
-    /// rustls takes no data yet (the handshake is not done): wait for the peer.
+    /// No data can be encrypted yet (the handshake is not done): wait for the peer.
     Held,
 }
 
 /// A connection's TLS state (see the module doc).
-#[derive(Debug)]
 pub struct TlsStream {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read but not processed yet: a partial record, an unfinished handshake
+    /// message, or records left when the read buffer filled. Empty, and unallocated, otherwise.
+    pending_in: Vec<u8>,
+    /// Records made but not written yet (the socket would block, or they were made while
+    /// reading: handshake messages, session tickets, alerts). Empty, and unallocated, otherwise.
+    pending_out: Vec<u8>,
     /// The peer's EOF or `close_notify` has been seen; it is reported once the plaintext
     /// before it has been read.
     eof: bool,
+    /// A read stopped with whole records kept, for lack of room in the read buffer.
+    stalled: bool,
     /// Some record from the peer was processed (a bad first record is plaintext, see
     /// [`ErrorKind::Plaintext`]).
     started: bool,
     /// Counted in `fanout_tls_handshakes_total`.
     handshaken: bool,
-    /// Queued after the last bytes of a closing connection.
+    /// Encrypted after the last bytes of a closing connection.
     close_notify_sent: bool,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("pending_in", &self.pending_in.len())
+            .field("pending_out", &self.pending_out.len())
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsStream {
     /// A server-side TLS connection with `config`.
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsStream, rustls::Error> {
-        let mut conn = ServerConnection::new(config)?;
-        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(TlsStream {
-            conn,
+            conn: UnbufferedServerConnection::new(config)?,
+            pending_in: Vec::new(),
+            pending_out: Vec::new(),
             eof: false,
+            stalled: false,
             started: false,
             handshaken: false,
             close_notify_sent: false,
@@ -149,125 +123,369 @@ impl TlsStream {
         self.conn.is_handshaking()
     }
 
-    /// Whether rustls holds records to write (handshake messages, alerts, data).
+    /// Whether records wait to be written (handshake messages, alerts, data).
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        !self.pending_out.is_empty()
     }
 
     /// Whether a read shorter than the buffer may still leave something to read: the peer's
-    /// EOF, seen while reading the plaintext before it.
+    /// EOF, seen while reading the plaintext before it, or whole records kept for lack of room.
     pub fn more_buffered(&self) -> bool {
-        self.eof
+        self.eof || self.stalled
     }
 
-    /// The rustls connection (what was negotiated).
-    pub fn connection(&self) -> &ServerConnection {
-        &self.conn
+    /// The protocol negotiated by ALPN.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
     }
 
-    /// Reads plaintext into `buf`, reading and decrypting records from `io` until `buf` is
-    /// full or `io` would block. `Ok(0)` is the peer's end (with or without `close_notify`);
-    /// `WouldBlock` means nothing is ready. A TLS error is counted in `stats` and returned as
-    /// `InvalidData`, after a best-effort write of the alert rustls queued.
+    /// What this connection holds in buffers of its own: ciphertext not yet processed or not
+    /// yet written (nothing when idle).
+    pub fn buffered(&self) -> usize {
+        self.pending_in.capacity() + self.pending_out.capacity()
+    }
+
+    /// Reads plaintext into `buf` (at least [`MAX_RECORD`] long), reading records from `io`
+    /// into `scratch` and decrypting them until `buf` is full or `io` would block. `Ok(0)` is
+    /// the peer's end (with or without `close_notify`); `WouldBlock` means nothing is ready. A
+    /// TLS error is counted in `stats` and returned as `InvalidData`, after a best-effort
+    /// write of the alert rustls made.
     pub fn read(
         &mut self,
         io: &mut (impl Read + Write),
         buf: &mut [u8],
+        scratch: &mut Vec<u8>,
         stats: &mut Stats,
     ) -> io::Result<usize> {
+        debug_assert!(buf.len() >= MAX_RECORD);
+        if self.eof {
+            return Ok(0);
+        }
+        self.stalled = false;
+        let scratch = scratch_of(scratch);
+        // scratch[start..end] is the ciphertext rustls has not discarded yet.
+        let (mut start, mut end) = (0, self.pending_in.len());
+        scratch[..end].copy_from_slice(&self.pending_in);
+        self.pending_in = Vec::new();
         let mut filled = 0;
-        loop {
-            while filled < buf.len() {
-                match self.conn.reader().read(&mut buf[filled..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
+        let result = loop {
+            match self.process(&mut scratch[start..end], &mut buf[filled..], stats) {
+                Ok(done) => {
+                    start += done.discard;
+                    filled += done.plaintext;
+                    if self.eof || done.blocked {
+                        break Ok(filled);
                     }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        self.eof = true; // A TCP EOF without close_notify: an end all the same.
-                        break;
-                    }
-                    Err(e) => return Err(e),
+                }
+                Err(e) => {
+                    let _ = io.write_all(&self.pending_out);
+                    break Err(e);
                 }
             }
-            if filled == buf.len() || self.eof {
-                return Ok(filled);
+            // Everything whole is processed: read more, as much as surely decrypts into the
+            // room left (plaintext is shorter than its ciphertext), and at least a record.
+            scratch.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+            let want = (buf.len() - filled)
+                .max(MAX_RECORD)
+                .min(scratch.len())
+                .saturating_sub(end);
+            if want == 0 && filled == 0 {
+                // A handshake message longer than a read buffer: none is, from an honest peer.
+                ErrorKind::BadRecord.count(stats);
+                break Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS handshake message too long",
+                ));
             }
-            match self.conn.read_tls(io) {
+            if want == 0 {
+                self.stalled = true;
+                break Ok(filled);
+            }
+            match io.read(&mut scratch[end..end + want]) {
+                Ok(0) => {
+                    self.eof = true; // A TCP EOF without close_notify: an end all the same.
+                    break Ok(filled);
+                }
                 Ok(n) => {
+                    end += n;
                     stats.bytes_in += n as u64;
-                    self.process(io, stats)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::Interrupted => {}
+                    io::ErrorKind::WouldBlock if filled > 0 => break Ok(filled),
+                    _ => break Err(e),
+                },
+            }
+        };
+        if start < end {
+            self.pending_in = scratch[start..end].to_vec();
+        }
+        result
+    }
+
+    /// Hands rustls the records in `incoming`, one at a time once the handshake is done, as
+    /// long as each one's plaintext surely fits in `plain`; copies the plaintext there, and
+    /// keeps the records it makes in `pending_out`.
+    fn process(
+        &mut self,
+        incoming: &mut [u8],
+        plain: &mut [u8],
+        stats: &mut Stats,
+    ) -> io::Result<Processed> {
+        let mut done = Processed::default();
+        loop {
+            let rest = &mut incoming[done.discard..];
+            let end = if self.conn.is_handshaking() {
+                rest.len()
+            } else {
+                match record_len(rest) {
+                    // Longer than TLS allows: rustls refuses it from its header.
+                    Some(len) if len > MAX_RECORD => rest.len(),
+                    Some(len) if len <= rest.len() => {
+                        if len > plain.len() - done.plaintext {
+                            self.stalled = true;
+                            done.blocked = true;
+                            return Ok(done);
+                        }
+                        len
+                    }
+                    // Nothing whole: only what rustls has to say without input.
+                    _ => 0,
+                }
+            };
+            let first = !self.started;
+            self.started |= end > 0;
+            let status = self.conn.process_tls_records(&mut rest[..end]);
+            let discard = status.discard;
+            match status.state {
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(|e| failure(&e, first, stats))?;
+                        let to = &mut plain[done.plaintext..];
+                        to[..record.payload.len()].copy_from_slice(record.payload);
+                        done.plaintext += record.payload.len();
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(encoder)) => {
+                    encode(encoder, &mut self.pending_out);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => self.eof = true,
+                Ok(ConnectionState::ReadEarlyData(mut early)) => {
+                    // Not enabled in the config; dropped all the same if a peer sends it.
+                    while early.next_record().is_some() {}
+                }
+                Ok(ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_))
+                    if discard == 0 =>
+                {
+                    // Nothing more to do with what there is: read more.
+                    self.count_handshake(stats);
+                    return Ok(done);
+                }
+                Ok(_) => {
+                    // A state this server does not enable (a future one of rustls'): stop here.
+                    done.discard += discard;
+                    return Ok(done);
+                }
+                Err(e) => {
+                    let e = failure(&e, first, stats);
+                    self.encode_alert();
+                    return Err(e);
+                }
+            }
+            done.discard += discard;
+            self.count_handshake(stats);
+            if self.eof {
+                return Ok(done);
             }
         }
     }
 
-    /// Processes the records just read; counts a completed handshake or an error.
-    fn process(&mut self, io: &mut impl Write, stats: &mut Stats) -> io::Result<()> {
-        let first = !self.started;
-        self.started = true;
-        if let Err(e) = self.conn.process_new_packets() {
-            ErrorKind::of(&e, first).count(stats);
-            // The alert rustls queued, if the socket takes it; the connection is closed anyway.
-            let _ = self.conn.write_tls(io);
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-        }
+    /// Counts a handshake that just completed.
+    fn count_handshake(&mut self, stats: &mut Stats) {
         if !self.handshaken && !self.conn.is_handshaking() {
             self.handshaken = true;
             stats.tls_handshakes += 1;
         }
-        Ok(())
     }
 
-    /// Writes what rustls holds, then encrypts what `out` holds (all of it in one
-    /// `write_vectored`, up to [`TLS_BUFFER_LIMIT`]) and writes that, until both are empty or
-    /// `io` would block. With `closing`, `close_notify` follows the last byte.
+    /// Encodes the alert rustls made after an error into `pending_out`.
+    fn encode_alert(&mut self) {
+        for _ in 0..4 {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(encoder)) => {
+                    encode(encoder, &mut self.pending_out);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return,
+            }
+        }
+    }
+
+    /// Writes the records kept, then encrypts what `out` holds (up to [`TLS_BUFFER_LIMIT`] at
+    /// a time, through `scratch`) and writes that, until both are empty or `io` would block.
+    /// With `closing`, `close_notify` follows the last byte.
     pub fn flush(
         &mut self,
         io: &mut impl Write,
         out: &mut OutQueue,
         closing: bool,
+        scratch: &mut Vec<u8>,
         stats: &mut Stats,
     ) -> io::Result<Written> {
         loop {
-            while self.conn.wants_write() {
-                stats.sends += 1;
-                match self.conn.write_tls(io) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => stats.bytes_out += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        stats.sends_blocked += 1;
-                        return Ok(Written::Blocked);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            if !self.pending_out.is_empty() {
+                let n = write(io, &self.pending_out, stats)?;
+                if n < self.pending_out.len() {
+                    self.pending_out.drain(..n);
+                    return Ok(Written::Blocked);
                 }
+                self.pending_out = Vec::new();
             }
-            if out.is_empty() {
-                if closing && !self.close_notify_sent {
-                    self.close_notify_sent = true;
-                    self.conn.send_close_notify();
-                    continue;
-                }
-                return Ok(Written::All);
+            let closing = closing && !self.close_notify_sent;
+            if (out.is_empty() && !closing) || self.conn.is_handshaking() {
+                return Ok(if out.is_empty() {
+                    Written::All
+                } else {
+                    Written::Held
+                });
             }
-            if self.conn.is_handshaking() {
-                return Ok(Written::Held);
-            }
-            let mut iov = [IoSlice::new(&[]); TLS_IOVECS];
-            let n = out.iovecs(&mut iov);
-            let taken = self.conn.writer().write_vectored(&iov[..n])?;
-            if taken == 0 {
-                return Ok(Written::Held);
-            }
+            let (taken, made) = self.encrypt(out, scratch)?;
             out.advance(taken);
+            if taken == 0 && made == 0 {
+                return Ok(Written::Held);
+            }
+            let cipher = &scratch[..made];
+            let n = write(io, cipher, stats)?;
+            if n < cipher.len() {
+                self.pending_out = cipher[n..].to_vec();
+                return Ok(Written::Blocked);
+            }
         }
     }
+
+    /// Encrypts up to [`TLS_BUFFER_LIMIT`] of what `out` holds into the start of `scratch`,
+    /// or, with nothing queued, `close_notify` (the caller asks for it only when closing).
+    /// Returns the plaintext taken and the ciphertext made.
+    fn encrypt(&mut self, out: &OutQueue, scratch: &mut Vec<u8>) -> io::Result<(usize, usize)> {
+        let (cipher, plain) = scratch_of(scratch).split_at_mut(CIPHERTEXT_LIMIT);
+        let mut iov = [IoSlice::new(&[]); TLS_IOVECS];
+        let n = out.iovecs(&mut iov);
+        // One slice is encrypted where it lies; several are gathered first.
+        let data: &[u8] = match &iov[..n] {
+            [one, ..] if n == 1 || one.len() >= TLS_BUFFER_LIMIT => {
+                &one[..one.len().min(TLS_BUFFER_LIMIT)]
+            }
+            slices => {
+                let mut len = 0;
+                for slice in slices {
+                    let take = slice.len().min(TLS_BUFFER_LIMIT - len);
+                    plain[len..len + take].copy_from_slice(&slice[..take]);
+                    len += take;
+                    if len == TLS_BUFFER_LIMIT {
+                        break;
+                    }
+                }
+                &plain[..len]
+            }
+        };
+        loop {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    let made = if data.is_empty() {
+                        self.close_notify_sent = true;
+                        traffic.queue_close_notify(cipher)
+                    } else {
+                        traffic.encrypt(data, cipher)
+                    };
+                    return match made {
+                        Ok(made) => Ok((data.len(), made)),
+                        Err(EncryptError::EncryptExhausted) => {
+                            Err(io::Error::other("TLS: encryption keys exhausted"))
+                        }
+                        Err(e) => Err(io::Error::other(e.to_string())),
+                    };
+                }
+                Ok(ConnectionState::EncodeTlsData(encoder)) => {
+                    encode(encoder, &mut self.pending_out);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                Ok(_) => return Ok((0, 0)),
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            }
+        }
+    }
+}
+
+/// What [`TlsStream::process`] did with the records it was given.
+#[derive(Debug, Default)]
+struct Processed {
+    /// Bytes of the input rustls is done with.
+    discard: usize,
+    /// Plaintext bytes copied out.
+    plaintext: usize,
+    /// It stopped at a whole record whose plaintext might not fit.
+    blocked: bool,
+}
+
+/// `scratch` at its working size ([`SCRATCH_LEN`]); grown once, then only reused, so no call
+/// pays for zeroing it.
+fn scratch_of(scratch: &mut Vec<u8>) -> &mut [u8] {
+    if scratch.len() < SCRATCH_LEN {
+        scratch.resize(SCRATCH_LEN, 0);
+    }
+    &mut scratch[..SCRATCH_LEN]
+}
+
+/// The length of the record at the start of `bytes` (header included), if its header is there.
+fn record_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..5)?;
+    Some(5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
+}
+
+/// Counts `e` (from the peer's first record or not) and makes it an I/O error.
+fn failure(e: &rustls::Error, first: bool, stats: &mut Stats) -> io::Error {
+    ErrorKind::of(e, first).count(stats);
+    io::Error::new(io::ErrorKind::InvalidData, e.clone())
+}
+
+/// Appends the record rustls made to `to`.
+fn encode(mut encoder: EncodeTlsData<'_, ServerConnectionData>, to: &mut Vec<u8>) {
+    let at = to.len();
+    to.resize(at + 1024, 0);
+    let n = match encoder.encode(&mut to[at..]) {
+        Ok(n) => n,
+        Err(EncodeError::InsufficientSize(size)) => {
+            to.resize(at + size.required_size, 0);
+            encoder.encode(&mut to[at..]).unwrap_or(0)
+        }
+        Err(EncodeError::AlreadyEncoded) => 0,
+    };
+    to.truncate(at + n);
+}
+
+/// Writes `bytes` until all are written or `io` would block, counting each call; returns how
+/// many were written.
+fn write(io: &mut impl Write, bytes: &[u8], stats: &mut Stats) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        stats.sends += 1;
+        match io.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                stats.bytes_out += n as u64;
+                written += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stats.sends_blocked += 1;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

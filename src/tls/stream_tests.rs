@@ -10,6 +10,9 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use super::*;
 use crate::tls::tests::generated;
 
+/// The loop's read buffer, as large as in the server.
+const BUF: usize = crate::config::READ_BUFFER_BYTES;
+
 /// The server's side of an in-memory connection: reads what the client sent, writes into a
 /// buffer that takes at most `room` more bytes (then `WouldBlock`).
 #[derive(Default)]
@@ -51,6 +54,7 @@ impl Write for Wire {
 
 struct Pair {
     server: TlsStream,
+    scratch: Vec<u8>,
     client: ClientConnection,
     wire: Wire,
     out: OutQueue,
@@ -59,17 +63,23 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_versions(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// A pair whose client offers only `versions`, after its handshake.
+    fn with_versions(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pair {
         let (config, der) = generated();
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(der)).unwrap();
         let client = ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").unwrap();
         let mut pair = Pair {
             server: TlsStream::new(config).unwrap(),
+            scratch: Vec::new(),
             client: ClientConnection::new(Arc::new(client), name).unwrap(),
             wire: Wire::default(),
             out: OutQueue::default(),
@@ -77,8 +87,7 @@ impl Pair {
         };
         while pair.client.is_handshaking() || pair.server.is_handshaking() {
             pair.client.write_tls(&mut pair.wire.to_server).unwrap();
-            let mut buf = [0u8; 1024];
-            let read = pair.server.read(&mut pair.wire, &mut buf, &mut pair.stats);
+            let read = pair.read(&mut vec![0; BUF]);
             assert_eq!(read.unwrap_err().kind(), io::ErrorKind::WouldBlock);
             pair.flush(false);
             pair.deliver();
@@ -91,7 +100,14 @@ impl Pair {
 
     fn flush(&mut self, closing: bool) -> Written {
         let (wire, out, stats) = (&mut self.wire, &mut self.out, &mut self.stats);
-        self.server.flush(wire, out, closing, stats).unwrap()
+        self.server
+            .flush(wire, out, closing, &mut self.scratch, stats)
+            .unwrap()
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.server
+            .read(&mut self.wire, buf, &mut self.scratch, &mut self.stats)
     }
 
     /// Hands the client what the server wrote; returns the plaintext it decrypted.
@@ -186,18 +202,81 @@ fn data_after_the_handshake_is_read_in_order_then_the_end() {
     pair.client.writer().write_all(b"hello").unwrap();
     pair.client.send_close_notify();
     pair.client.write_tls(&mut pair.wire.to_server).unwrap();
-    let mut buf = [0u8; 64];
-    let n = pair
-        .server
-        .read(&mut pair.wire, &mut buf, &mut pair.stats)
-        .unwrap();
+    let mut buf = vec![0; BUF];
+    let n = pair.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"hello");
     assert!(pair.server.more_buffered());
+    assert_eq!(pair.read(&mut buf).unwrap(), 0);
+    assert_eq!(pair.server.buffered(), 0, "nothing kept");
+}
+
+#[test]
+fn a_record_split_across_reads_is_kept_until_whole() {
+    let mut pair = Pair::new();
+    pair.client.writer().write_all(b"hello, world").unwrap();
+    let mut record = Vec::new();
+    pair.client.write_tls(&mut record).unwrap();
+    let mut buf = vec![0; BUF];
+    for (i, &byte) in record.iter().enumerate() {
+        pair.wire.to_server.push(byte);
+        match pair.read(&mut buf) {
+            Ok(n) => {
+                assert_eq!(i, record.len() - 1, "plaintext before the last byte");
+                assert_eq!(&buf[..n], b"hello, world");
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                assert_eq!(pair.server.buffered(), i + 1, "the partial record kept");
+            }
+        }
+    }
+    assert_eq!(pair.server.buffered(), 0, "nothing kept once it is read");
+}
+
+#[test]
+fn a_full_read_buffer_stops_the_read_and_says_more_is_buffered() {
+    let mut pair = Pair::new();
+    let sent: Vec<u8> = (0..80 * 1024).map(|i| (i % 251) as u8).collect();
+    for chunk in sent.chunks(16 * 1024) {
+        pair.client.writer().write_all(chunk).unwrap();
+        while pair.client.wants_write() {
+            pair.client.write_tls(&mut pair.wire.to_server).unwrap();
+        }
+    }
+    let mut buf = vec![0; BUF];
+    let n = pair.read(&mut buf).unwrap();
+    assert!((BUF - MAX_RECORD..=BUF).contains(&n), "read {n}");
+    assert!(pair.server.more_buffered());
+    let mut received = buf[..n].to_vec();
+    let m = pair.read(&mut buf).unwrap();
+    received.extend_from_slice(&buf[..m]);
+    assert!(!pair.server.more_buffered());
+    assert_eq!(received, sent);
     assert_eq!(
-        pair.server
-            .read(&mut pair.wire, &mut buf, &mut pair.stats)
-            .unwrap(),
-        0
+        pair.read(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+}
+
+#[test]
+fn tls_1_2_carries_frames_both_ways() {
+    let mut pair = Pair::with_versions(&[&rustls::version::TLS12]);
+    assert_eq!(
+        pair.client.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    pair.out.push(Arc::new(b"\x81\x02hi".to_vec()));
+    assert_eq!(pair.flush(false), Written::All);
+    assert_eq!(pair.deliver(), b"\x81\x02hi");
+    pair.client.writer().write_all(b"back").unwrap();
+    pair.client.write_tls(&mut pair.wire.to_server).unwrap();
+    let mut buf = vec![0; BUF];
+    let n = pair.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"back");
+    assert_eq!(
+        pair.server.buffered(),
+        0,
+        "an idle connection keeps no buffer"
     );
 }
 
@@ -211,7 +290,7 @@ fn errors_are_counted_by_kind() {
     };
     let mut stats = Stats::default();
     let e = server
-        .read(&mut wire, &mut [0; 64], &mut stats)
+        .read(&mut wire, &mut vec![0; BUF], &mut Vec::new(), &mut stats)
         .unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     assert_eq!(stats.tls_errors[ErrorKind::Plaintext as usize], 1);
@@ -223,9 +302,7 @@ fn errors_are_counted_by_kind() {
     let mut pair = Pair::new();
     pair.wire.to_server = vec![0x17, 3, 3, 0, 20];
     pair.wire.to_server.extend([0u8; 20]);
-    let e = pair
-        .server
-        .read(&mut pair.wire, &mut [0; 64], &mut pair.stats);
+    let e = pair.read(&mut vec![0; BUF]);
     assert_eq!(e.unwrap_err().kind(), io::ErrorKind::InvalidData);
     assert_eq!(pair.stats.tls_errors[ErrorKind::BadRecord as usize], 1);
     let labels: Vec<_> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
