@@ -225,7 +225,16 @@ impl Loop {
                 && (self.conns.is_empty() || self.now >= deadline)
             {
                 let left = self.conns.len();
-                info!(loop_id = self.id, left, stats = ?self.stats, "shut down");
+                let s = &self.stats;
+                info!(
+                    loop_id = self.id,
+                    left,
+                    accepted = s.accepted,
+                    messages_in = s.messages_in,
+                    deliveries = self.hub.stats.deliveries,
+                    bytes_out = s.bytes_out,
+                    "shut down"
+                );
                 return Ok(());
             }
         }
