@@ -30,9 +30,11 @@ use crate::node::Node;
 use crate::proto::handshake;
 use crate::tls::Certificates;
 
+mod accept;
 mod dispatch;
 mod event_loop;
 mod http;
+mod input;
 mod table;
 
 use event_loop::{Loop, WAKER};

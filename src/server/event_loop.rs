@@ -12,29 +12,27 @@
 //! so one flooding peer cannot starve the others; and spurious events are harmless because
 //! every handler tolerates `WouldBlock` and checks the connection still exists.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::table::Table;
 use crate::config;
-use crate::connection::{Connection, Phase, Transport};
+use crate::connection::{Connection, Phase};
 use crate::hub::{Hub, Subscription};
 use crate::inbox::Inbox;
 use crate::memory;
 use crate::metrics::{LoopGauges, Stats};
 use crate::node::{GAUGE_INTERVAL, Node, Snapshot};
 use crate::proto::deflate::{Compressor, Inflater};
-use crate::proto::handshake::Refusal;
 use crate::proto::session::Limits;
 use crate::timers::Timers;
-use crate::tls::TlsStream;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
@@ -56,7 +54,7 @@ pub(super) const INBOX_BATCH: usize = 4096;
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long accepting pauses after the process ran out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One event loop and everything it owns.
 pub(crate) struct Loop {
@@ -326,195 +324,6 @@ impl Loop {
         // Round up so a timer is never polled for just before it is due.
         let now = Instant::now();
         Some(next.saturating_duration_since(now) + Duration::from_millis(1))
-    }
-
-    pub(super) fn accept(&mut self) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        while let Some(listener) = &self.listener {
-            match listener.accept() {
-                Ok((socket, _)) => self.admit(socket),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) => {
-                    // ENFILE, EMFILE, ENOBUFS, ENOMEM: the pending connection stays in the
-                    // backlog; retrying now would spin, so pause and retry after a backoff.
-                    warn!(error = %e, "accept failed: out of file descriptors or memory; pausing accepts");
-                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
-                    return;
-                }
-                Err(e) => debug!(error = %e, "accept failed"),
-            }
-        }
-    }
-
-    pub(super) fn admit(&mut self, socket: TcpStream) {
-        self.stats.accepted += 1;
-        // Counted first, so loops accepting at once cannot both take the last place.
-        let open = self.node.connections.fetch_add(1, Ordering::AcqRel);
-        let max = self.node.max_connections;
-        if open >= max + config::REFUSAL_SLACK {
-            self.node.connections.fetch_sub(1, Ordering::AcqRel);
-            return self.refuse_at_once(socket);
-        }
-        let _ = socket.set_nodelay(true);
-        if self.config.socket_send_buffer > 0 {
-            let size = self.config.socket_send_buffer;
-            let _ = socket2::SockRef::from(&socket).set_send_buffer_size(size);
-        }
-        // The TLS handshake counts against --handshake-timeout, as the HTTP request does.
-        let transport = match &self.node.tls {
-            None => Transport::Plain,
-            Some(certs) => match TlsStream::new(certs.current()) {
-                Ok(tls) => Transport::Tls(Box::new(tls)),
-                Err(e) => {
-                    self.node.connections.fetch_sub(1, Ordering::AcqRel);
-                    return warn!(error = %e, "cannot start a TLS session");
-                }
-            },
-        };
-        let phase = Phase::Http {
-            buf: Vec::new(),
-            deadline: self.now + self.config.handshake_timeout,
-            reserve: open >= max,
-        };
-        self.next_id += 1;
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        match Connection::new(
-            socket,
-            Token(key),
-            self.next_id,
-            phase,
-            transport,
-            self.poll.registry(),
-        ) {
-            Ok(conn) => entry.insert(conn),
-            Err(e) => {
-                self.node.connections.fetch_sub(1, Ordering::AcqRel);
-                return debug!(error = %e, "register failed");
-            }
-        };
-        self.schedule(key);
-    }
-
-    /// Past the reserve kept for monitoring: the `503` is written on the spot (a new socket's
-    /// send buffer always has room for it) and the connection closed, so even a flood of
-    /// connections gets its answer at no memory cost. What the client already sent is read
-    /// first, so closing sends a FIN and not a reset that could destroy the answer. Over TLS
-    /// there is no answer without a handshake: the connection is just closed.
-    pub(super) fn refuse_at_once(&mut self, mut socket: TcpStream) {
-        self.stats.refusals.add(503);
-        for _ in 0..4 {
-            if !matches!(socket.read(&mut self.read_buf), Ok(n) if n > 0) {
-                break;
-            }
-        }
-        if self.node.tls.is_none() {
-            let _ = socket.write_all(&Refusal::SERVICE_UNAVAILABLE.response());
-        }
-        let _ = socket.shutdown(std::net::Shutdown::Write);
-    }
-
-    /// Reads what `key`'s socket has. A read shorter than the buffer means it is drained (a
-    /// new edge fires for later data), unless the event already said the peer closed: then
-    /// its EOF is read now, since no further edge will announce it. What an earlier turn left
-    /// unhandled is handled first; the connection's share of a turn is [`READS_PER_TURN`]
-    /// reads and [`WORK_PER_TURN`] deliveries.
-    pub(super) fn on_readable(&mut self, key: usize, closed: bool) {
-        self.turn_work = 0;
-        self.turn_bytes = 0;
-        if !self.resume(key) {
-            return;
-        }
-        let mut buf = std::mem::take(&mut self.read_buf);
-        for i in 0.. {
-            let Some(conn) = self.conns.get_mut(key) else {
-                break;
-            };
-            if i == READS_PER_TURN {
-                self.stats.read_yields += 1;
-                self.reread.push(key);
-                break;
-            }
-            if conn.out.held_bytes() > self.config.max_backpressure {
-                // Stop reading a peer that does not read our answers; `flush_dirty` resumes.
-                conn.read_paused = true;
-                break;
-            }
-            match conn.read(&mut buf, &mut self.scratch, &mut self.stats) {
-                Ok(0) => {
-                    self.on_eof(key);
-                    break;
-                }
-                Ok(n) => {
-                    self.on_data(key, &mut buf[..n]);
-                    self.count_input(key);
-                    let Some(conn) = self.conns.get(key).filter(|c| !c.backlog) else {
-                        break;
-                    };
-                    if n < buf.len() && !closed && !conn.more_buffered() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(key, error = %e, "read failed");
-                    self.remove(key);
-                    break;
-                }
-            }
-        }
-        self.read_buf = buf;
-        // A TLS handshake message (or alert) to answer, even with nothing queued.
-        if self.conns.get(key).is_some_and(Connection::has_output) {
-            self.mark_dirty(key);
-        }
-    }
-
-    /// Handles what `key` read in an earlier turn and left unhandled (see
-    /// [`Connection::backlog`]). Returns whether its socket may be read now.
-    pub(super) fn resume(&mut self, key: usize) -> bool {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return false;
-        };
-        if conn.read_paused {
-            return false;
-        }
-        if !std::mem::take(&mut conn.backlog) {
-            return true;
-        }
-        match &mut conn.phase {
-            Phase::Http { buf, .. } => {
-                let buf = std::mem::take(buf);
-                self.serve_http(key, buf);
-            }
-            Phase::Open { .. } => {
-                let mut stash = std::mem::take(&mut conn.stash);
-                self.on_frames(key, &mut stash);
-            }
-            Phase::Closing { .. } => conn.stash = Vec::new(),
-        }
-        self.count_input(key);
-        self.conns.get(key).is_some_and(|c| !c.backlog)
-    }
-
-    /// The peer sent FIN. It may still be reading (a half-close after pipelined requests), so
-    /// what is queued for it is written out first; the connection goes when that is done.
-    pub(super) fn on_eof(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let _ = conn.flush(&mut self.stats, &mut self.scratch);
-        if !conn.has_output() {
-            return self.remove(key);
-        }
-        if !matches!(conn.phase, Phase::Closing { .. }) {
-            self.begin_closing(key, None);
-        }
-        if let Phase::Closing { peer_eof, .. } = &mut self.conns[key].phase {
-            *peer_eof = true;
-        }
     }
 
     /// Queues bytes the loop itself produced (an HTTP response, a close frame) behind everything
