@@ -316,3 +316,55 @@ fn errors_are_counted_by_kind() {
     ];
     assert_eq!(labels, want);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever the client's writes and however the wire cuts its records, the server reads
+    /// back exactly what was sent, keeps at most a read's worth between reads, and nothing at
+    /// the end.
+    #[test]
+    fn records_cut_anywhere_read_back_whole(
+        writes in proptest::collection::vec(1usize..40_000, 1..5),
+        cuts in proptest::collection::vec(1usize..30_000, 1..12),
+    ) {
+        let mut pair = Pair::new();
+        let (mut sent, mut wire) = (Vec::new(), Vec::new());
+        for (i, &len) in writes.iter().enumerate() {
+            let data: Vec<u8> = (0..len).map(|j| (i * 7 + j) as u8).collect();
+            for chunk in data.chunks(16 * 1024) {
+                pair.client.writer().write_all(chunk).unwrap();
+                while pair.client.wants_write() {
+                    pair.client.write_tls(&mut wire).unwrap();
+                }
+            }
+            sent.extend(data);
+        }
+        let (mut received, mut buf) = (Vec::new(), vec![0; BUF]);
+        let mut at = 0;
+        for cut in cuts.iter().cycle() {
+            let n = (*cut).min(wire.len() - at);
+            pair.wire.to_server.extend_from_slice(&wire[at..at + n]);
+            at += n;
+            loop {
+                match pair.read(&mut buf) {
+                    Ok(n) => {
+                        proptest::prop_assert!(n > 0, "an end before the data");
+                        received.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) => {
+                        proptest::prop_assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                        break;
+                    }
+                }
+                proptest::prop_assert!(pair.server.buffered() <= BUF + MAX_RECORD);
+            }
+            if at == wire.len() {
+                break;
+            }
+        }
+        proptest::prop_assert_eq!(received.len(), sent.len());
+        proptest::prop_assert!(received == sent);
+        proptest::prop_assert_eq!(pair.server.buffered(), 0);
+    }
+}
