@@ -48,8 +48,11 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::inbox::Handle;
 
+mod cluster;
 pub mod envelope;
 mod publisher;
+mod shard;
+pub mod slots;
 mod stats;
 mod subscriber;
 
@@ -133,6 +136,15 @@ impl Settings {
         s.push_str(&self.prefix);
         s.push_str(name);
         s
+    }
+
+    /// `--redis`'s address (a Unix socket's path, port 0).
+    fn seed(&self) -> slots::Addr {
+        match self.info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+            other => (other.to_string(), 0),
+        }
     }
 
     /// The node's own probe channel: `@` is not in a channel name, so no fanout channel
