@@ -109,6 +109,17 @@ impl Publisher {
                     Err(_) => break,
                 }
             }
+            let generation = self.generation.load(Ordering::Acquire);
+            if generation != seen {
+                // A subscriber connection was made while this waited: Redis may have
+                // restarted, so the connections are replaced before the batch goes out.
+                seen = generation;
+                for link in state.links.values_mut() {
+                    link.con = None;
+                    link.retry_at = Instant::now();
+                }
+                self.connect(&mut state);
+            }
             let moved = self.publish(&mut state, &batch, None, &mut buf);
             if !moved.is_empty() {
                 // The slot map changed: read it again and try those messages once more.
