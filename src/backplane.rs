@@ -8,10 +8,17 @@
 //!
 //! ```text
 //!  loops ── Outgoing (bounded --redis-queue, try_send) ─▶ publisher thread ─ PUBLISH… ─▶ Redis
-//!  directory ── Change (bounded, try_send) ─▶ subscriber thread ─ SUBSCRIBE/UNSUBSCRIBE ─▶ Redis
-//!  loop 0 ◀── Command::Remote (inbox + waker) ── subscriber thread ◀── messages ─────── Redis
+//!  directory ── Change (bounded, try_send) ─▶ subscriber thread ─ routes ─▶ a thread per shard
+//!  loop 0 ◀── Command::Remote (inbox + waker) ── shard threads ◀── messages ──────────── Redis
 //! ```
 //!
+//! - **Shards**: without a cluster there is one, `--redis`, and one connection of each kind.
+//!   With `--redis-sharded` on a Redis Cluster (`CLUSTER SLOTS` answers), each primary is one:
+//!   a subscriber connection and thread per primary, a publisher connection per primary, and
+//!   each channel on the primary owning its slot ([`slots`]). A channel Redis stops serving on
+//!   a shard (its slot moved) is routed again once the slot map is read again; a publish
+//!   answered `MOVED` is retried once after that. `fanout_backplane_up` is 1 only while every
+//!   shard's connections are up.
 //! - **What is subscribed**: a channel while the directory has it (local subscribers, or
 //!   history), batched up to [`SUBSCRIBE_BATCH`] names per command; it is unsubscribed
 //!   [`UNSUBSCRIBE_DELAY`] after the directory forgets it, unless it came back (no flapping).
@@ -21,7 +28,7 @@
 //!   it and logs (at most once a second); local delivery never notices.
 //! - **What arrives** is decoded ([`envelope`]), encoded once into a frame and given to loop 0
 //!   like a `Handle::publish`: loop 0 delivers it, records it in history and hands the same
-//!   frame to the other loops. One connection, one thread and one loop keep each origin's
+//!   frame to the other loops. A channel's one connection, one thread and one loop keep each origin's
 //!   order. A node's own envelopes come back to it and are dropped.
 //! - **Failures**: a lost connection is retried with a backoff from [`FIRST_BACKOFF`] doubling
 //!   to [`MAX_BACKOFF`] (with jitter), every channel in use is subscribed again, and the state
@@ -48,8 +55,11 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::inbox::Handle;
 
+mod cluster;
 pub mod envelope;
 mod publisher;
+mod shard;
+pub mod slots;
 mod stats;
 mod subscriber;
 
@@ -133,6 +143,15 @@ impl Settings {
         s.push_str(&self.prefix);
         s.push_str(name);
         s
+    }
+
+    /// `--redis`'s address (a Unix socket's path, port 0).
+    fn seed(&self) -> slots::Addr {
+        match self.info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+            other => (other.to_string(), 0),
+        }
     }
 
     /// The node's own probe channel: `@` is not in a channel name, so no fanout channel

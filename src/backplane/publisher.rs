@@ -1,26 +1,30 @@
-//! The publisher thread: takes what the loops queued and publishes it to Redis in pipelines.
+//! The publisher thread: takes what the loops queued and publishes it to Redis in pipelines,
+//! one per shard, each message on the shard serving its channel.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use redis::{Client, Connection};
+use redis::{Connection, RedisError, RedisResult, Value};
 use tracing::debug;
 
 use crate::proto::frame::OpCode;
 
+use super::cluster::{self, Topology, connect};
+use super::slots::Addr;
 use super::stats::Link;
 use super::{
-    BackplaneStats, CONNECT_TIMEOUT, FIRST_BACKOFF, IO_TIMEOUT, Outgoing, PUBLISH_BATCH, Settings,
-    back_off, envelope,
+    BackplaneStats, FIRST_BACKOFF, MAX_BACKOFF, Outgoing, PUBLISH_BATCH, Settings, back_off,
+    envelope,
 };
 
 /// How often an idle publisher looks at the stop flag and the subscriber's reconnections.
 const IDLE: Duration = Duration::from_millis(100);
 
-/// How often the publisher sends this node a probe through Redis, so the subscriber sees
-/// when its connection stopped delivering (see `subscriber::WEDGED_AFTER`).
+/// How often the publisher sends this node a probe through each shard, so the subscriber sees
+/// when a connection stopped delivering (see `shard::WEDGED_AFTER`).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct Publisher {
@@ -28,48 +32,71 @@ pub(super) struct Publisher {
     pub(super) stats: Arc<BackplaneStats>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) queue: Receiver<Outgoing>,
-    /// Bumped by the subscriber each time it connects: Redis may have restarted, so this
-    /// connection is replaced before it is used (rather than losing a pipeline on it).
+    /// Bumped by a subscriber connection each time it connects: Redis may have restarted, so
+    /// the connections are replaced before they are used (rather than losing a pipeline).
     pub(super) generation: Arc<AtomicU64>,
+}
+
+/// The connection to one shard.
+struct ShardCon {
+    con: Option<Connection>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// The publisher's view of Redis.
+struct State {
+    topology: Option<Topology>,
+    links: HashMap<Addr, ShardCon>,
+    /// When to read the slot map (again).
+    refresh_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// How one shard's pipeline went.
+#[derive(Default)]
+struct Sent {
+    published: u64,
+    dropped: u64,
+    /// Indices of the messages refused with `MOVED` or `ASK`, in order.
+    moved: Vec<usize>,
+    /// The connection failed: it is replaced.
+    error: Option<RedisError>,
 }
 
 impl Publisher {
     pub(super) fn run(self) {
-        let mut con: Option<Connection> = None;
-        let mut seen = u64::MAX;
+        let mut state = State {
+            topology: None,
+            links: HashMap::new(),
+            refresh_at: Some(Instant::now()),
+            backoff: FIRST_BACKOFF,
+        };
+        let mut seen = self.generation.load(Ordering::Acquire);
         let mut backoff = FIRST_BACKOFF;
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
         let mut buf = Vec::new();
         let mut next_probe = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let generation = self.generation.load(Ordering::Acquire);
-            if con.is_none() || generation != seen {
-                match self.connect() {
-                    Ok(c) => {
-                        con = Some(c);
-                        seen = generation;
-                        backoff = FIRST_BACKOFF;
-                        self.stats.set(Link::Publisher, true, None);
-                    }
-                    Err(e) => {
-                        con = None;
-                        debug!(error = %e, "backplane: publisher cannot connect");
-                        self.stats.set(Link::Publisher, false, Some(&e));
-                        // The queue fills meanwhile, up to --redis-queue; then loops drop.
-                        back_off(&mut backoff, &self.stop, || {});
-                        continue;
-                    }
+            if generation != seen {
+                // A subscriber connection was made: Redis may have restarted, so these
+                // connections are replaced before a batch goes out on them.
+                seen = generation;
+                for link in state.links.values_mut() {
+                    link.con = None;
+                    link.retry_at = Instant::now();
                 }
             }
-            if Instant::now() >= next_probe
-                && let Some(c) = con.as_mut()
-            {
+            if !self.connect(&mut state) {
+                // The queue fills meanwhile, up to --redis-queue; then loops drop.
+                back_off(&mut backoff, &self.stop, || {});
+                continue;
+            }
+            backoff = FIRST_BACKOFF;
+            if Instant::now() >= next_probe {
                 next_probe = Instant::now() + PROBE_EVERY;
-                if let Err(e) = self.probe(c, &mut buf) {
-                    self.stats.set(Link::Publisher, false, Some(&e));
-                    con = None;
-                    continue;
-                }
+                self.probe(&mut state, &mut buf);
             }
             match self.queue.recv_timeout(IDLE) {
                 Ok(first) => batch.push(first),
@@ -82,87 +109,243 @@ impl Publisher {
                     Err(_) => break,
                 }
             }
-            let n = batch.len() as u64;
             let generation = self.generation.load(Ordering::Acquire);
             if generation != seen {
-                // The subscriber reconnected while this waited: Redis may have restarted, so
-                // this connection is replaced before the batch goes out on it.
-                con = self.connect().ok();
+                // A subscriber connection was made while this waited: Redis may have
+                // restarted, so the connections are replaced before the batch goes out.
                 seen = generation;
+                for link in state.links.values_mut() {
+                    link.con = None;
+                    link.retry_at = Instant::now();
+                }
+                self.connect(&mut state);
             }
-            let Some(c) = con.as_mut() else {
-                self.stats.dropped.fetch_add(n, Ordering::Relaxed);
-                self.stats.set(Link::Publisher, false, None);
-                batch.clear();
-                continue;
-            };
-            match self.send(c, &batch, &mut buf) {
-                Ok(()) => {
-                    self.stats.published.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    // Some of it may have reached Redis: sending it again could deliver it
-                    // twice, so it is counted as dropped and the connection replaced.
-                    self.stats.dropped.fetch_add(n, Ordering::Relaxed);
-                    self.stats.set(Link::Publisher, false, Some(&e));
-                    con = None;
-                }
+            let moved = self.publish(&mut state, &batch, None, &mut buf);
+            if !moved.is_empty() {
+                // The slot map changed: read it again and try those messages once more.
+                self.refresh(&mut state);
+                self.connect(&mut state);
+                let again = self.publish(&mut state, &batch, Some(&moved), &mut buf);
+                (self.stats.dropped).fetch_add(again.len() as u64, Ordering::Relaxed);
             }
             batch.clear();
         }
     }
 
-    fn connect(&self) -> redis::RedisResult<Connection> {
-        let client = Client::open(self.settings.connection(false))?;
-        let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        con.set_read_timeout(Some(IO_TIMEOUT))?;
-        con.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(con)
+    /// Reads the slot map when due and connects to the shards whose retry time came; whether
+    /// any connection is up.
+    fn connect(&self, state: &mut State) -> bool {
+        if state.refresh_at.is_some_and(|at| at <= Instant::now()) {
+            self.refresh(state);
+        }
+        let Some(topology) = &state.topology else {
+            return false;
+        };
+        let mut error = None;
+        for addr in topology.shards(&self.settings) {
+            let link = state.links.entry(addr.clone()).or_insert(ShardCon {
+                con: None,
+                retry_at: Instant::now(),
+                backoff: FIRST_BACKOFF,
+            });
+            if link.con.is_some() || link.retry_at > Instant::now() {
+                continue;
+            }
+            match connect(&self.settings, &addr, false) {
+                Ok(c) => {
+                    link.con = Some(c);
+                    link.backoff = FIRST_BACKOFF;
+                }
+                Err(e) => {
+                    debug!(host = %addr.0, port = addr.1, error = %e,
+                        "backplane: publisher cannot connect");
+                    link.retry_at = Instant::now() + link.backoff;
+                    link.backoff = (link.backoff * 2).min(MAX_BACKOFF);
+                    error = Some(e);
+                }
+            }
+        }
+        let all = state.links.values().all(|l| l.con.is_some());
+        let any = state.links.values().any(|l| l.con.is_some());
+        match (all, error) {
+            (true, _) => self.stats.set(Link::Publisher, true, None),
+            (false, Some(e)) => self.stats.set(Link::Publisher, false, Some(&e)),
+            (false, None) => self.stats.set(Link::Publisher, false, None),
+        }
+        any
     }
 
-    /// Publishes a probe (an empty envelope) to this node's own probe channel.
-    fn probe(&self, con: &mut Connection, buf: &mut Vec<u8>) -> redis::RedisResult<()> {
-        let command = if self.settings.sharded {
+    /// Asks what `--redis` is (again); keeps the connections to the shards still listed.
+    fn refresh(&self, state: &mut State) {
+        let known: Vec<Addr> = state.links.keys().cloned().collect();
+        match cluster::discover(&self.settings, &known) {
+            Ok(topology) => {
+                let shards = topology.shards(&self.settings);
+                state.links.retain(|a, _| shards.contains(a));
+                state.topology = Some(topology);
+                state.refresh_at = None;
+                state.backoff = FIRST_BACKOFF;
+            }
+            Err(e) => {
+                debug!(error = %e, "backplane: publisher cannot read the slot map");
+                if state.topology.is_none() {
+                    self.stats.set(Link::Publisher, false, Some(&e));
+                }
+                state.refresh_at = Some(Instant::now() + state.backoff);
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// Publishes a probe (an empty envelope) to this node's probe channel on each shard.
+    fn probe(&self, state: &mut State, buf: &mut Vec<u8>) {
+        let Some(topology) = &state.topology else {
+            return;
+        };
+        let command = self.command();
+        for (addr, link) in &mut state.links {
+            let (Some(con), Some(channel)) = (
+                link.con.as_mut(),
+                topology.probe_channel(&self.settings, addr),
+            ) else {
+                continue;
+            };
+            let now = super::unix_micros();
+            buf.clear();
+            envelope::encode_into(buf, &self.settings.node_id, OpCode::Binary, now, b"");
+            let sent: RedisResult<()> = redis::cmd(command).arg(&channel).arg(&buf[..]).exec(con);
+            match sent {
+                Ok(()) => self.stats.probe_acked(&channel, now),
+                Err(e) if e.redirect_node().is_some() => state.refresh_at = Some(Instant::now()),
+                Err(e) => {
+                    debug!(error = %e, "backplane: probe failed");
+                    link.con = None;
+                }
+            }
+        }
+    }
+
+    fn command(&self) -> &'static str {
+        if self.settings.sharded {
             "SPUBLISH"
         } else {
             "PUBLISH"
-        };
-        let now = super::unix_micros();
-        buf.clear();
-        envelope::encode_into(buf, &self.settings.node_id, OpCode::Binary, now, b"");
-        redis::cmd(command)
-            .arg(self.settings.probe_channel())
-            .arg(&buf[..])
-            .exec(con)?;
-        self.stats.probe_acked_us.store(now, Ordering::Release);
-        Ok(())
+        }
     }
 
-    /// One pipeline of PUBLISH (or SPUBLISH) commands, one envelope each.
+    /// Publishes `batch` (or only the messages at `only`), a pipeline per shard; counts what
+    /// was published and dropped, and returns the indices of the messages refused with
+    /// `MOVED`, not counted yet.
+    fn publish(
+        &self,
+        state: &mut State,
+        batch: &[Outgoing],
+        only: Option<&[usize]>,
+        buf: &mut Vec<u8>,
+    ) -> Vec<usize> {
+        let mut moved = Vec::new();
+        let Some(topology) = &state.topology else {
+            let n = only.map_or(batch.len(), <[usize]>::len) as u64;
+            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            return moved;
+        };
+        let mut groups: HashMap<Addr, Vec<usize>> = HashMap::new();
+        let mut unserved = 0;
+        let all: Vec<usize>;
+        let indices = match only {
+            Some(only) => only,
+            None => {
+                all = (0..batch.len()).collect();
+                &all
+            }
+        };
+        for &i in indices {
+            let channel = self.settings.redis_channel(&batch[i].channel);
+            match topology.owner(&self.settings, &channel) {
+                Some(addr) => groups.entry(addr).or_default().push(i),
+                None => unserved += 1,
+            }
+        }
+        if unserved > 0 {
+            // A slot nobody serves now (a cluster being resharded).
+            self.stats.dropped.fetch_add(unserved, Ordering::Relaxed);
+            state.refresh_at.get_or_insert(Instant::now());
+        }
+        for (addr, group) in groups {
+            let link = state.links.get_mut(&addr);
+            let Some(con) = link.and_then(|l| l.con.as_mut()) else {
+                (self.stats.dropped).fetch_add(group.len() as u64, Ordering::Relaxed);
+                continue;
+            };
+            let sent = self.send(con, batch, &group, buf);
+            self.stats
+                .published
+                .fetch_add(sent.published, Ordering::Relaxed);
+            self.stats
+                .dropped
+                .fetch_add(sent.dropped, Ordering::Relaxed);
+            moved.extend(sent.moved);
+            if let Some(e) = sent.error {
+                // Some of it may have reached Redis: sending it again could deliver it
+                // twice, so it is counted as dropped and the connection replaced.
+                debug!(host = %addr.0, port = addr.1, error = %e, "backplane: publish failed");
+                self.stats.set(Link::Publisher, false, Some(&e));
+                if let Some(link) = state.links.get_mut(&addr) {
+                    link.con = None;
+                }
+            }
+        }
+        moved.sort_unstable();
+        moved
+    }
+
+    /// One pipeline of PUBLISH (or SPUBLISH) commands, one envelope each, and their answers.
     fn send(
         &self,
         con: &mut Connection,
         batch: &[Outgoing],
+        group: &[usize],
         buf: &mut Vec<u8>,
-    ) -> redis::RedisResult<()> {
-        let command = if self.settings.sharded {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        };
+    ) -> Sent {
         let node = &self.settings.node_id;
         let mut pipe = redis::pipe();
-        for m in batch {
+        let mut sent = Vec::with_capacity(group.len());
+        for &i in group {
+            let m = &batch[i];
             let Some((opcode, payload)) = m.frame.message() else {
                 continue;
             };
             buf.clear();
             envelope::encode_into(buf, node, opcode, m.published_us, payload);
-            pipe.cmd(command)
+            pipe.cmd(self.command())
                 .arg(self.settings.redis_channel(&m.channel))
-                .arg(&buf[..])
-                .ignore();
+                .arg(&buf[..]);
+            sent.push(i);
         }
-        pipe.exec(con)
+        let mut out = Sent::default();
+        if let Err(e) = con.send_packed_command(&pipe.get_packed_pipeline()) {
+            out.dropped = sent.len() as u64;
+            out.error = Some(e);
+            return out;
+        }
+        for (k, &i) in sent.iter().enumerate() {
+            match con.recv_response() {
+                Ok(Value::ServerError(e)) => {
+                    let e = RedisError::from(e);
+                    if e.redirect_node().is_some() {
+                        out.moved.push(i);
+                    } else {
+                        out.dropped += 1;
+                    }
+                }
+                Ok(_) => out.published += 1,
+                Err(e) => {
+                    out.dropped += (sent.len() - k) as u64;
+                    out.error = Some(e);
+                    return out;
+                }
+            }
+        }
+        out
     }
 }

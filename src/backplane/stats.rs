@@ -1,6 +1,7 @@
 //! What the bridge counts, as atomics it and the loops update and a `/metrics` scrape reads;
 //! and their Prometheus exposition.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,9 +18,12 @@ pub const AGE_BUCKETS: [f64; 14] = [
 /// The backplane's counters and gauges.
 #[derive(Debug, Default)]
 pub struct BackplaneStats {
-    /// The subscriber connection is up (and the publisher has not found Redis down since).
-    pub(super) sub_up: AtomicBool,
+    /// Subscriber connections up (one per shard).
+    pub(super) sub_up: AtomicU64,
+    /// The publisher has a connection to every shard.
     pub(super) pub_up: AtomicBool,
+    /// Shards in use: 1 without a cluster, the primaries in one; 0 until `--redis` answered.
+    pub shards: AtomicU64,
     /// Messages published to Redis (acknowledged by it).
     pub published: AtomicU64,
     /// Envelopes from other nodes handed to the loops.
@@ -36,8 +40,9 @@ pub struct BackplaneStats {
     pub interest_overflows: AtomicU64,
     /// Subscriber connections replaced for delivering nothing while Redis took probes.
     pub wedged: AtomicU64,
-    /// Publish time of the newest probe Redis acknowledged (µs since the epoch).
-    pub(super) probe_acked_us: AtomicU64,
+    /// Per probe channel, the publish time of the newest probe Redis acknowledged (µs since
+    /// the epoch).
+    probe_acked_us: Mutex<HashMap<String, u64>>,
     /// Envelope age on arrival: a count per bucket (not cumulative), then the `+Inf` one.
     age_buckets: [AtomicU64; AGE_BUCKETS.len() + 1],
     age_sum_us: AtomicU64,
@@ -45,28 +50,67 @@ pub struct BackplaneStats {
     logged: Mutex<Option<bool>>,
 }
 
-/// One of the bridge's two connections.
+/// What went up or down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Link {
+    /// The publisher's connections (all shards together).
     Publisher,
+    /// One shard's subscriber connection: callers report each change once.
     Subscriber,
+    /// Asking `--redis` what it is (a failure only logs).
+    SlotMap,
 }
 
 impl BackplaneStats {
-    /// Whether both connections to Redis are up.
+    /// Whether every connection to Redis is up: the publisher's to every shard, and a
+    /// subscriber connection per shard. One shard down is a part of the channels not crossing
+    /// nodes, so it counts as down.
     pub fn up(&self) -> bool {
-        self.sub_up.load(Ordering::Acquire) && self.pub_up.load(Ordering::Acquire)
+        let shards = self.shards.load(Ordering::Acquire);
+        shards > 0
+            && self.sub_up.load(Ordering::Acquire) >= shards
+            && self.pub_up.load(Ordering::Acquire)
     }
 
-    /// One connection went up or down (`error`: why); logs when the backplane as a whole
+    /// Redis acknowledged a probe published at `us` on `channel`.
+    pub(super) fn probe_acked(&self, channel: &str, us: u64) {
+        let mut acked = self
+            .probe_acked_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match acked.get_mut(channel) {
+            Some(t) => *t = us,
+            None => {
+                acked.insert(channel.to_owned(), us);
+            }
+        }
+    }
+
+    /// When Redis last acknowledged a probe on `channel` (0: never).
+    pub(super) fn probe_acked_at(&self, channel: &str) -> u64 {
+        let acked = self
+            .probe_acked_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        acked.get(channel).copied().unwrap_or(0)
+    }
+
+    /// A connection went up or down (`error`: why); logs when the backplane as a whole
     /// changed state, once per change.
     pub(super) fn set(&self, link: Link, up: bool, error: Option<&dyn std::fmt::Display>) {
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        let flag = match link {
-            Link::Publisher => &self.pub_up,
-            Link::Subscriber => &self.sub_up,
-        };
-        flag.store(up, Ordering::Release);
+        match (link, up) {
+            (Link::Publisher, _) => self.pub_up.store(up, Ordering::Release),
+            (Link::Subscriber, true) => {
+                self.sub_up.fetch_add(1, Ordering::AcqRel);
+            }
+            (Link::Subscriber, false) => {
+                let _ = (self.sub_up).fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(1))
+                });
+            }
+            (Link::SlotMap, _) => {}
+        }
         let now = self.up();
         // Up takes both connections; down is worth a line as soon as either fails.
         let change = match *logged {
@@ -112,8 +156,14 @@ impl BackplaneStats {
         one(
             "fanout_backplane_up",
             "gauge",
-            "1 while this node's connections to Redis are up.",
+            "1 while this node's connections to Redis are up (to every shard).",
             u64::from(self.up()),
+        );
+        one(
+            "fanout_backplane_shards",
+            "gauge",
+            "Redis shards the backplane uses: 1 without a cluster, the primaries of a Redis Cluster.",
+            get(&self.shards),
         );
         one(
             "fanout_backplane_published",
@@ -193,7 +243,8 @@ mod tests {
         s.observe_age(Duration::from_micros(300));
         s.observe_age(Duration::from_secs(60));
         s.published.store(5, Ordering::Relaxed);
-        s.sub_up.store(true, Ordering::Relaxed);
+        s.sub_up.store(1, Ordering::Relaxed);
+        s.shards.store(1, Ordering::Relaxed);
         let mut text = String::new();
         s.render(&mut text);
         assert!(text.contains("fanout_backplane_up 0\n"), "{text}");
@@ -208,7 +259,12 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("fanout_backplane_age_seconds_count 4\n"));
+        assert!(text.contains("fanout_backplane_shards 1\n"), "{text}");
         s.pub_up.store(true, Ordering::Relaxed);
+        assert!(s.up());
+        s.shards.store(3, Ordering::Relaxed);
+        assert!(!s.up(), "one subscriber connection of three shards");
+        s.sub_up.store(3, Ordering::Relaxed);
         assert!(s.up());
     }
 }
