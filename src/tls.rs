@@ -40,14 +40,22 @@ pub use stream::TlsStream;
 /// The one application protocol offered in ALPN.
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
-/// The crypto provider: *ring*, which needs only a C compiler to build (see the module doc).
+/// The crypto provider: *ring*, which needs only a C compiler to build (see the module doc),
+/// with the key exchange groups in the order browsers and OpenSSL prefer them: X25519, then
+/// P-256, then P-384. (rustls 0.23.48's *ring* defaults put P-384 first: a server picks the
+/// first of its groups the client sent a key share for, so a client sending several shares
+/// would make it pay a P-384 exchange, about 2 ms of CPU here against a fraction of that.)
 ///
-/// rustls 0.23.48 deprecates it because *ring* has no post-quantum key exchange
-/// (X25519MLKEM768 is aws-lc-rs only): the key exchange is classical (X25519, P-256, P-384),
-/// the price of building anywhere with a C compiler.
+/// rustls 0.23.48 deprecates *ring* because it has no post-quantum key exchange
+/// (X25519MLKEM768 is aws-lc-rs only): the key exchange is classical, the price of building
+/// anywhere with a C compiler.
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    Arc::new(CryptoProvider {
+        kx_groups: vec![X25519, SECP256R1, SECP384R1],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// Why the TLS configuration could not be loaded. Each variant names the file at fault.

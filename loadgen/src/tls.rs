@@ -28,7 +28,7 @@ pub enum Trust<'a> {
 /// The client configuration for `trust`: TLS 1.2 and 1.3, ALPN `http/1.1` (as the server), no
 /// session resumption.
 pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(provider());
+    let provider = fanout::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| format!("TLS: {e}"))?;
@@ -58,19 +58,6 @@ pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
     // resumption of another connection's session (which would make handshakes look cheap).
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
-}
-
-/// The server's provider (*ring*) with the key exchange browsers and OpenSSL offer first:
-/// X25519, then P-256, then P-384. rustls 0.23.48's *ring* defaults put P-384 first, and its
-/// client sends a key share for the first group only, so every handshake would cost the server a
-/// P-384 exchange (generic big-number code in *ring*: ~2 ms of server CPU per handshake here,
-/// where X25519 costs a fraction of that) — not what real clients make a server pay.
-fn provider() -> CryptoProvider {
-    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
-    CryptoProvider {
-        kx_groups: vec![X25519, SECP256R1, SECP384R1],
-        ..(*fanout::tls::provider()).clone()
-    }
 }
 
 /// `--insecure`: any certificate for any name, but a handshake signature must verify against
@@ -138,7 +125,7 @@ mod tests {
         let e = client_config(Trust::CaFile(&dir.join("absent.pem"))).unwrap_err();
         assert!(e.contains("absent.pem"), "{e}");
         assert!(client_config(Trust::Insecure).is_ok());
-        let first = provider().kx_groups[0].name();
+        let first = fanout::tls::provider().kx_groups[0].name();
         assert_eq!(first, rustls::NamedGroup::X25519);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -68,10 +68,18 @@ impl Pair {
 
     /// A pair whose client offers only `versions`, after its handshake.
     fn with_versions(versions: &[&'static rustls::SupportedProtocolVersion]) -> Pair {
+        Pair::with(crate::tls::provider(), versions)
+    }
+
+    /// A pair whose client has `provider` and offers only `versions`, after its handshake.
+    fn with(
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Pair {
         let (config, der) = generated();
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(der)).unwrap();
-        let client = ClientConfig::builder_with_provider(crate::tls::provider())
+        let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
@@ -278,6 +286,25 @@ fn tls_1_2_carries_frames_both_ways() {
         0,
         "an idle connection keeps no buffer"
     );
+}
+
+#[test]
+fn x25519_is_the_first_choice_and_a_p384_only_client_is_served() {
+    let group = |pair: &Pair| {
+        pair.client
+            .negotiated_key_exchange_group()
+            .map(|g| g.name())
+    };
+    assert_eq!(group(&Pair::new()), Some(rustls::NamedGroup::X25519));
+    let p384 = Arc::new(rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::ring::kx_group::SECP384R1],
+        ..(*crate::tls::provider()).clone()
+    });
+    let mut pair = Pair::with(p384, rustls::DEFAULT_VERSIONS);
+    assert_eq!(group(&pair), Some(rustls::NamedGroup::secp384r1));
+    pair.out.push(Arc::new(b"\x81\x01x".to_vec()));
+    assert_eq!(pair.flush(false), Written::All);
+    assert_eq!(pair.deliver(), b"\x81\x01x");
 }
 
 #[test]

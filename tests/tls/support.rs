@@ -44,9 +44,9 @@ pub fn write_cert(dir: &Path) -> Cert {
     }
 }
 
-#[allow(deprecated)] // ring, as the server uses (see `fanout::tls::provider`).
+/// The server's own provider: X25519 first, as browsers offer it.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    fanout::tls::provider()
 }
 
 /// A client config trusting `trusted` (DER certificates), offering ALPN `http/1.1` and the
