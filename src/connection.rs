@@ -188,10 +188,23 @@ impl Connection {
         )
     }
 
+    /// Drops the TLS input kept and stops decrypting what follows (see
+    /// [`TlsStream::discard_input`]): once closing, only the peer's end matters.
+    pub fn discard_tls_input(&mut self) {
+        if let Transport::Tls(tls) = &mut self.transport {
+            tls.discard_input();
+        }
+    }
+
     /// Heap bytes its partly received input holds: an unfinished request (or publish body)
-    /// while in the HTTP phase, an unfinished message once open, nothing once closing.
+    /// while in the HTTP phase, an unfinished message once open, nothing once closing; with
+    /// TLS also the ciphertext kept between reads (a partial record, most often).
     pub fn input_bytes(&self) -> usize {
-        self.stash.capacity()
+        let tls = match &self.transport {
+            Transport::Tls(tls) => tls.buffered_input(),
+            Transport::Plain => 0,
+        };
+        tls + self.stash.capacity()
             + match &self.phase {
                 Phase::Http { buf, .. } => buf.capacity(),
                 Phase::Open { session, .. } => session.buffered_bytes(),

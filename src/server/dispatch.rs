@@ -267,6 +267,7 @@ impl Loop {
             },
         );
         conn.stash = Vec::new();
+        conn.discard_tls_input();
         conn.backlog = false;
         if let Phase::Open { sub, .. } = old {
             self.leave(sub);
@@ -282,8 +283,8 @@ impl Loop {
     /// Brings `key`'s share of the input-memory total up to date after it received bytes. If
     /// its input grew and the total is now over `--max-input-memory`, this connection is the
     /// one turned away — with 503 before its request is complete, with `1013 Try Again Later`
-    /// in the middle of a message — so the memory goes back at once and every other
-    /// connection carries on.
+    /// in the middle of a message, closed without a word in its TLS handshake — so the memory
+    /// goes back at once and every other connection carries on.
     pub(super) fn count_input(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -299,6 +300,11 @@ impl Loop {
         let bytes = conn.input_counted;
         debug!(key, bytes, total, "over --max-input-memory");
         self.stats.input_memory_refusals += 1;
+        if conn.tls_handshaking() {
+            // No answer can be sent before the TLS handshake is done.
+            self.remove(key);
+            return;
+        }
         match &mut conn.phase {
             Phase::Http { buf, .. } => {
                 if http::is_publish(buf) {

@@ -49,7 +49,11 @@ impl Loop {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // With TLS a partial record may be kept without any plaintext.
+                    self.count_input(key);
+                    break;
+                }
                 Err(e) => {
                     debug!(key, error = %e, "read failed");
                     self.remove(key);

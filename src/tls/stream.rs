@@ -90,6 +90,8 @@ pub struct TlsStream {
     handshaken: bool,
     /// Encrypted after the last bytes of a closing connection.
     close_notify_sent: bool,
+    /// Input is read and dropped (see [`TlsStream::discard_input`]).
+    discarding: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -115,6 +117,7 @@ impl TlsStream {
             started: false,
             handshaken: false,
             close_notify_sent: false,
+            discarding: false,
         })
     }
 
@@ -142,7 +145,20 @@ impl TlsStream {
     /// What this connection holds in buffers of its own: ciphertext not yet processed or not
     /// yet written (nothing when idle).
     pub fn buffered(&self) -> usize {
-        self.pending_in.capacity() + self.pending_out.capacity()
+        self.buffered_input() + self.pending_out.capacity()
+    }
+
+    /// Stops reading what the peer sends: the ciphertext kept is freed, and later reads drop
+    /// what arrives until the peer's end. For a connection that is closing, whose input no
+    /// longer matters.
+    pub fn discard_input(&mut self) {
+        self.pending_in = Vec::new();
+        self.discarding = true;
+    }
+
+    /// Ciphertext kept between reads (counted in `--max-input-memory`).
+    pub fn buffered_input(&self) -> usize {
+        self.pending_in.capacity()
     }
 
     /// Reads plaintext into `buf` (at least [`MAX_RECORD`] long), reading records from `io`
@@ -160,6 +176,9 @@ impl TlsStream {
         debug_assert!(buf.len() >= MAX_RECORD);
         if self.eof {
             return Ok(0);
+        }
+        if self.discarding {
+            return discard(io, buf, stats);
         }
         self.stalled = false;
         let scratch = scratch_of(scratch);
@@ -442,6 +461,19 @@ fn scratch_of(scratch: &mut Vec<u8>) -> &mut [u8] {
 fn record_len(bytes: &[u8]) -> Option<usize> {
     let header = bytes.get(..5)?;
     Some(5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
+}
+
+/// Reads from `io` into `buf` and drops it, until `io` would block (`WouldBlock`) or ends
+/// (`Ok(0)`).
+fn discard(io: &mut impl Read, buf: &mut [u8], stats: &mut Stats) -> io::Result<usize> {
+    loop {
+        match io.read(buf) {
+            Ok(0) => return Ok(0),
+            Ok(n) => stats.bytes_in += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Counts `e` (from the peer's first record or not) and makes it an I/O error.

@@ -356,3 +356,49 @@ fn a_backlog_larger_than_the_socket_buffer_arrives_whole_and_in_order() {
         assert!(f.payload[4..].iter().all(|&b| b == (i % 251) as u8));
     }
 }
+
+#[test]
+fn partial_records_count_against_the_input_memory_budget() {
+    const PART: usize = 12 << 10;
+    let cert = write_cert(&temp_dir("input-memory"));
+    let server = tls_server(&cert, |c| {
+        c.max_input_memory = 40 << 10;
+        c.close_timeout = Duration::from_secs(600); // Only dropping its input frees it.
+    });
+    let config = client_config(&[&cert.der]);
+    let mut sub = wss(server.addr, config.clone(), "calm");
+    // A record header announcing 16 KiB, then 12 KiB of it: the server keeps the partial record.
+    let mut partial = vec![0x17, 3, 3, 0x40, 0x00];
+    partial.extend(vec![0u8; PART]);
+    let mut holders = Vec::new();
+    for i in 1..=3 {
+        let mut tls = tls_connect(server.addr, config.clone());
+        tls.sock.write_all(&partial).unwrap();
+        await_tls_metric(server.addr, &config, "fanout_input_memory_bytes", |n| {
+            n as usize >= i * partial.len()
+        });
+        holders.push(tls);
+    }
+    // 36 KiB held: the fourth takes the total over 40 KiB and is the one answered 503.
+    let mut over = tls_connect(server.addr, config.clone());
+    over.sock.write_all(&partial).unwrap();
+    let mut answer = Vec::new();
+    over.read_to_end(&mut answer).unwrap();
+    assert_eq!(
+        String::from_utf8(answer).unwrap(),
+        String::from_utf8(fanout::proto::handshake::Refusal::INPUT_MEMORY.response()).unwrap()
+    );
+    assert_eq!(
+        tls_metric(server.addr, &config, "fanout_input_memory_refusals_total"),
+        1
+    );
+    // Its memory is given back while it is still open, and the others carry on.
+    await_tls_metric(server.addr, &config, "fanout_input_memory_bytes", |n| {
+        n as usize <= 3 * partial.len()
+    });
+    server
+        .handle
+        .publish("calm", b"still here".to_vec())
+        .unwrap();
+    assert_eq!(read_frame(&mut sub).payload, b"still here");
+}
