@@ -187,12 +187,14 @@ impl TlsStream {
         scratch[..end].copy_from_slice(&self.pending_in);
         self.pending_in = Vec::new();
         let mut filled = 0;
+        // The kept ciphertext is never longer than the room left in `buf`, so all the
+        // plaintext its whole records hold fits (plaintext is shorter than its record).
         let result = loop {
             match self.process(&mut scratch[start..end], &mut buf[filled..], stats) {
                 Ok(done) => {
                     start += done.discard;
                     filled += done.plaintext;
-                    if self.eof || done.blocked {
+                    if self.eof {
                         break Ok(filled);
                     }
                 }
@@ -201,14 +203,11 @@ impl TlsStream {
                     break Err(e);
                 }
             }
-            // Everything whole is processed: read more, as much as surely decrypts into the
-            // room left (plaintext is shorter than its ciphertext), and at least a record.
+            // Everything whole is processed: read as much more as surely decrypts into the
+            // room left.
             scratch.copy_within(start..end, 0);
             (start, end) = (0, end - start);
-            let want = (buf.len() - filled)
-                .max(MAX_RECORD)
-                .min(scratch.len())
-                .saturating_sub(end);
+            let want = (buf.len() - filled).min(scratch.len()).saturating_sub(end);
             if want == 0 && filled == 0 {
                 // A handshake message longer than a read buffer: none is, from an honest peer.
                 ErrorKind::BadRecord.count(stats);
@@ -218,7 +217,7 @@ impl TlsStream {
                 ));
             }
             if want == 0 {
-                self.stalled = true;
+                self.stalled = true; // Come back with an empty buffer.
                 break Ok(filled);
             }
             match io.read(&mut scratch[end..end + want]) {
@@ -243,9 +242,9 @@ impl TlsStream {
         result
     }
 
-    /// Hands rustls the records in `incoming`, one at a time once the handshake is done, as
-    /// long as each one's plaintext surely fits in `plain`; copies the plaintext there, and
-    /// keeps the records it makes in `pending_out`.
+    /// Hands rustls the ciphertext in `incoming` until it can do no more with it, copying the
+    /// plaintext into `plain` (which has room for it all, see [`TlsStream::read`]) and keeping
+    /// the records it makes in `pending_out`.
     fn process(
         &mut self,
         incoming: &mut [u8],
@@ -255,29 +254,11 @@ impl TlsStream {
         let mut done = Processed::default();
         loop {
             let rest = &mut incoming[done.discard..];
-            let end = if self.conn.is_handshaking() {
-                rest.len()
-            } else {
-                match record_len(rest) {
-                    // Longer than TLS allows: rustls refuses it from its header.
-                    Some(len) if len > MAX_RECORD => rest.len(),
-                    Some(len) if len <= rest.len() => {
-                        if len > plain.len() - done.plaintext {
-                            self.stalled = true;
-                            done.blocked = true;
-                            return Ok(done);
-                        }
-                        len
-                    }
-                    // Nothing whole: only what rustls has to say without input.
-                    _ => 0,
-                }
-            };
             let first = !self.started;
-            self.started |= end > 0;
-            let status = self.conn.process_tls_records(&mut rest[..end]);
+            self.started |= !rest.is_empty();
+            let status = self.conn.process_tls_records(rest);
             let discard = status.discard;
-            match status.state {
+            let progress = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
                     while let Some(record) = records.next_record() {
                         let record = record.map_err(|e| failure(&e, first, stats))?;
@@ -285,37 +266,37 @@ impl TlsStream {
                         to[..record.payload.len()].copy_from_slice(record.payload);
                         done.plaintext += record.payload.len();
                     }
+                    true
                 }
                 Ok(ConnectionState::EncodeTlsData(encoder)) => {
                     encode(encoder, &mut self.pending_out);
+                    true
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => self.eof = true,
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    true
+                }
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    self.eof = true;
+                    false
+                }
                 Ok(ConnectionState::ReadEarlyData(mut early)) => {
                     // Not enabled in the config; dropped all the same if a peer sends it.
                     while early.next_record().is_some() {}
+                    true
                 }
-                Ok(ConnectionState::BlockedHandshake | ConnectionState::WriteTraffic(_))
-                    if discard == 0 =>
-                {
-                    // Nothing more to do with what there is: read more.
-                    self.count_handshake(stats);
-                    return Ok(done);
-                }
-                Ok(_) => {
-                    // A state this server does not enable (a future one of rustls'): stop here.
-                    done.discard += discard;
-                    return Ok(done);
-                }
+                // Blocked on the handshake, or ready to write: nothing more to do with what
+                // there is (and a state of a later rustls this server does not enable).
+                Ok(_) => false,
                 Err(e) => {
                     let e = failure(&e, first, stats);
-                    self.encode_alert();
+                    self.encode_alert(&mut incoming[done.discard + discard..]);
                     return Err(e);
                 }
-            }
+            };
             done.discard += discard;
             self.count_handshake(stats);
-            if self.eof {
+            if self.eof || (!progress && discard == 0) {
                 return Ok(done);
             }
         }
@@ -329,16 +310,15 @@ impl TlsStream {
         }
     }
 
-    /// Encodes the alert rustls made after an error into `pending_out`.
-    fn encode_alert(&mut self) {
-        for _ in 0..4 {
-            match self.conn.process_tls_records(&mut []).state {
-                Ok(ConnectionState::EncodeTlsData(encoder)) => {
-                    encode(encoder, &mut self.pending_out);
-                }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                _ => return,
-            }
+    /// Encodes the alert rustls made after an error into `pending_out`; `incoming` is what
+    /// rustls has not discarded (the unbuffered API must be given it again on every call).
+    /// Only one call: the alert is the one record waiting, and a second call would process the
+    /// bad input again.
+    fn encode_alert(&mut self, incoming: &mut [u8]) {
+        if let Ok(ConnectionState::EncodeTlsData(encoder)) =
+            self.conn.process_tls_records(incoming).state
+        {
+            encode(encoder, &mut self.pending_out);
         }
     }
 
@@ -410,7 +390,11 @@ impl TlsStream {
             }
         };
         loop {
-            match self.conn.process_tls_records(&mut []).state {
+            // rustls is given the ciphertext it has not discarded, as its unbuffered API
+            // requires; every whole record in it has been processed, so it yields no data.
+            let status = self.conn.process_tls_records(&mut self.pending_in);
+            let discard = status.discard;
+            let outcome = match status.state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     let made = if data.is_empty() {
                         self.close_notify_sent = true;
@@ -418,20 +402,28 @@ impl TlsStream {
                     } else {
                         traffic.encrypt(data, cipher)
                     };
-                    return match made {
+                    Some(match made {
                         Ok(made) => Ok((data.len(), made)),
                         Err(EncryptError::EncryptExhausted) => {
                             Err(io::Error::other("TLS: encryption keys exhausted"))
                         }
                         Err(e) => Err(io::Error::other(e.to_string())),
-                    };
+                    })
                 }
                 Ok(ConnectionState::EncodeTlsData(encoder)) => {
                     encode(encoder, &mut self.pending_out);
+                    None
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                Ok(_) => return Ok((0, 0)),
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    None
+                }
+                Ok(_) => Some(Ok((0, 0))),
+                Err(e) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, e))),
+            };
+            self.pending_in.drain(..discard);
+            if let Some(outcome) = outcome {
+                return outcome;
             }
         }
     }
@@ -444,8 +436,6 @@ struct Processed {
     discard: usize,
     /// Plaintext bytes copied out.
     plaintext: usize,
-    /// It stopped at a whole record whose plaintext might not fit.
-    blocked: bool,
 }
 
 /// `scratch` at its working size ([`SCRATCH_LEN`]); grown once, then only reused, so no call
@@ -455,12 +445,6 @@ fn scratch_of(scratch: &mut Vec<u8>) -> &mut [u8] {
         scratch.resize(SCRATCH_LEN, 0);
     }
     &mut scratch[..SCRATCH_LEN]
-}
-
-/// The length of the record at the start of `bytes` (header included), if its header is there.
-fn record_len(bytes: &[u8]) -> Option<usize> {
-    let header = bytes.get(..5)?;
-    Some(5 + usize::from(u16::from_be_bytes([header[3], header[4]])))
 }
 
 /// Reads from `io` into `buf` and drops it, until `io` would block (`WouldBlock`) or ends

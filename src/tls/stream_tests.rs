@@ -308,6 +308,24 @@ fn x25519_is_the_first_choice_and_a_p384_only_client_is_served() {
 }
 
 #[test]
+fn a_bad_record_after_part_of_a_handshake_message_is_refused_with_an_alert() {
+    // Found by the `tls_read` fuzz target: rustls keeps the part of the message in our buffer,
+    // so every later call must be given that buffer again, the alert's too.
+    let (config, _) = generated();
+    let mut server = TlsStream::new(config).unwrap();
+    let mut wire = Wire {
+        to_server: vec![0x16, 3, 3, 0, 2, 0x01, 0x00, 0x31, 0x14, 0xfe, 0xff],
+        ..Wire::default()
+    };
+    let mut stats = Stats::default();
+    let e = server
+        .read(&mut wire, &mut vec![0; BUF], &mut Vec::new(), &mut stats)
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(records(&wire.to_client), [0x15], "one alert");
+}
+
+#[test]
 fn errors_are_counted_by_kind() {
     let (config, _) = generated();
     let mut server = TlsStream::new(config).unwrap();
