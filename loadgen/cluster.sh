@@ -65,20 +65,24 @@ metric() { curl -s "http://${1#ws://}metrics" | awk -v m="$2" '$1 == m {print $2
 
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average: $(cut -d' ' -f1-3 /proc/loadavg); redis $(redis-server --version | awk '{print $3}')"
 echo
-echo "| run | subscribers | rate msg/s | delivered | lost | p50 µs | p99 µs |"
-echo "|---|---|---|---|---|---|---|"
+echo "CPU: node A's (the publisher's node, --server-pid) and loadgen's, in % of one core; a loadgen"
+echo "near 200 % (two threads) measures loadgen."
+echo
+echo "| run | subscribers | rate msg/s | delivered | lost | p50 µs | p99 µs | node A CPU % | loadgen CPU % |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for setup in single cluster; do
   if [ "$setup" = single ]; then start_nodes 1; else start_nodes "$NODES" --redis "redis://127.0.0.1:$REDIS_PORT"; fi
   urls=(); for u in "${URLS[@]}"; do urls+=(--url "$u"); done
   subs=$((${SUBS:-1000} * ${#URLS[@]}))
   "$LG" fanout "${urls[@]}" --pub-url "${URLS[0]}" --subs "$subs" --rate "${RATE:-10000}" --size 64 \
-    --duration 10s --drain 2s --threads 2 --json "$OUT/hop-$setup.json" --quiet >/dev/null 2>&1 || true
-  echo "| $setup (${#URLS[@]} node) | $subs | ${RATE:-10000} | $(field "$OUT/hop-$setup.json" delivered) | $(field "$OUT/hop-$setup.json" lost) | $(field "$OUT/hop-$setup.json" latency_us p50) | $(field "$OUT/hop-$setup.json" latency_us p99) |"
+    --duration 10s --drain 2s --threads 2 --server-pid "${NODE_PIDS[0]}" --json "$OUT/hop-$setup.json" \
+    --quiet >/dev/null 2>&1 || true
+  echo "| $setup (${#URLS[@]} node) | $subs | ${RATE:-10000} | $(field "$OUT/hop-$setup.json" delivered) | $(field "$OUT/hop-$setup.json" lost) | $(field "$OUT/hop-$setup.json" latency_us p50) | $(field "$OUT/hop-$setup.json" latency_us p99) | $(field "$OUT/hop-$setup.json" usage server_cpu_percent) | $(field "$OUT/hop-$setup.json" usage loadgen_cpu_percent) |"
   [ "${ONLY_HOP:-0}" = 1 ] && { stop_nodes; continue; }
   "$LG" sweep "${urls[@]}" --pub-url "${URLS[0]}" --subs "$subs" --size 64 --start-rate 1000 \
-    --step-duration 3s --max-steps 10 --threads 2 --json "$OUT/sweep-$setup.json" --quiet \
-    >/dev/null 2>&1 || true
-  echo "| $setup sweep: max msg/s with no loss, p99 ≤ 50 ms | $subs | $(field "$OUT/sweep-$setup.json" max_rate) | $(field "$OUT/sweep-$setup.json" max_deliveries_per_sec) deliveries/s | | | |"
+    --step-duration 3s --max-steps 10 --threads 2 --server-pid "${NODE_PIDS[0]}" \
+    --json "$OUT/sweep-$setup.json" --quiet >/dev/null 2>&1 || true
+  echo "| $setup sweep: max msg/s with no loss, p99 ≤ 50 ms | $subs | $(field "$OUT/sweep-$setup.json" max_rate) | $(field "$OUT/sweep-$setup.json" max_deliveries_per_sec) deliveries/s | | | | $(field "$OUT/sweep-$setup.json" server_cpu_percent) | $(field "$OUT/sweep-$setup.json" loadgen_cpu_percent) |"
   stop_nodes
 done
 
