@@ -185,15 +185,12 @@ impl AuthKeys {
         channel: &str,
         now_unix_secs: u64,
     ) -> Result<Grant, AuthError> {
-        let grant = self.verify(
-            token.ok_or(AuthError::MissingToken)?.as_bytes(),
+        self.authorize(
+            token,
             now_unix_secs,
-        )?;
-        if grant.may_join(channel) {
-            Ok(grant)
-        } else {
-            Err(AuthError::ForbiddenChannel)
-        }
+            |g| g.may_join(channel),
+            AuthError::ForbiddenChannel,
+        )
     }
 
     /// The whole check of `POST /publish/{channel}`: like [`AuthKeys::authorize_join`], but
@@ -204,14 +201,29 @@ impl AuthKeys {
         channel: &str,
         now_unix_secs: u64,
     ) -> Result<Grant, AuthError> {
-        let grant = self.verify(
-            token.ok_or(AuthError::MissingToken)?.as_bytes(),
+        self.authorize(
+            token,
             now_unix_secs,
-        )?;
-        if grant.may_publish(channel) {
+            |g| g.may_publish(channel),
+            AuthError::ForbiddenPublish,
+        )
+    }
+
+    /// A token must have been found and verify at `now_unix_secs`, and its grant pass
+    /// `allowed` (`refused` otherwise).
+    fn authorize(
+        &self,
+        token: Option<&Token<'_>>,
+        now_unix_secs: u64,
+        allowed: impl FnOnce(&Grant) -> bool,
+        refused: AuthError,
+    ) -> Result<Grant, AuthError> {
+        let token = token.ok_or(AuthError::MissingToken)?;
+        let grant = self.verify(token.as_bytes(), now_unix_secs)?;
+        if allowed(&grant) {
             Ok(grant)
         } else {
-            Err(AuthError::ForbiddenPublish)
+            Err(refused)
         }
     }
 }
