@@ -8,6 +8,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use super::*;
+use crate::broadcast::OutQueue;
 use crate::tls::tests::generated;
 
 /// The loop's read buffer, as large as in the server.
