@@ -198,15 +198,17 @@ impl Session {
     }
 
     /// Starts a server-initiated close: returns the close frame to send, or `None` if a close
-    /// was already sent. The session then waits `close_timeout` for the peer's close.
+    /// was already sent (or the session already closed). The session then waits
+    /// `close_timeout` for the peer's close, and [`Self::is_open`] is false either way.
     pub fn close(&mut self, code: u16, reason: &str, now: Instant) -> Option<Vec<u8>> {
+        // Whether or not a frame goes, the caller is done sending data.
+        self.close_started = true;
         if self.state != State::Open {
             return None;
         }
         self.state = State::CloseSent {
             deadline: now + self.limits.close_timeout,
         };
-        self.close_started = true;
         // A message in progress will never be delivered: its bytes go now. The rest of it is
         // still checked as it arrives (the peer may finish it before answering our close).
         if let Some(m) = &mut self.message {

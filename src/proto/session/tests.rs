@@ -228,6 +228,23 @@ fn close_is_echoed_and_later_input_ignored() {
 }
 
 #[test]
+fn open_until_our_own_close_even_after_answering_the_peer() {
+    // Found by the `session` fuzz target once `is_open` meant "data may still be queued".
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    let mut unmasked = vec![0x82, 0x03, 1, 2, 3];
+    let (_, event) = s.handle_bytes(&mut unmasked, t0);
+    assert!(matches!(event, Some(Event::Close(Some(_)))));
+    assert!(s.is_open(), "what was queued before the answer still goes");
+    assert_eq!(
+        s.close(1001, "server shutting down", t0),
+        None,
+        "one close frame"
+    );
+    assert!(!s.is_open(), "nothing more after our close");
+}
+
+#[test]
 fn server_close_waits_for_the_peer_and_then_times_out() {
     let t0 = Instant::now();
     let mut s = Session::new(limits(), t0);
