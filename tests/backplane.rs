@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -149,26 +149,6 @@ fn node_with(redis: &Redis, id: &str, more: impl FnOnce(&mut fanout::Config)) ->
     });
     await_metric(server.addr, "fanout_backplane_up", |v| v == 1);
     server
-}
-
-fn publish_http(addr: SocketAddr, channel: &str, body: &str) -> String {
-    let req = publish_request(
-        channel,
-        "text/plain",
-        body.as_bytes(),
-        "Connection: close\r\n",
-    );
-    let (status, _, body) = http(addr, &req);
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn expect_text(s: &mut std::net::TcpStream, want: &str) {
-    let f = read_frame(s);
-    assert_eq!(
-        (f.opcode, String::from_utf8_lossy(&f.payload).as_ref()),
-        (1, want)
-    );
 }
 
 #[test]
@@ -569,24 +549,6 @@ fn a_wedged_subscriber_connection_is_found_by_its_probes_and_replaced() {
         assert!(text.starts_with("try "), "{text}");
     }
     assert_eq!(metric(a.addr, "fanout_backplane_up"), 1);
-}
-
-/// A frame, or `None` when the socket's read timeout passed first with nothing read.
-fn read_frame_or_timeout(s: &mut std::net::TcpStream) -> Option<Frame> {
-    let mut first = [0u8; 1];
-    match s.peek(&mut first) {
-        Ok(1..) => Some(read_frame(s)),
-        Ok(0) => panic!("EOF"),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
 }
 
 /// Python's `prometheus_client` parses the exposition, the age histogram included (skipped,

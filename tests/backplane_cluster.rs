@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -264,25 +264,6 @@ fn node(cluster: &Cluster, id: &str) -> TestServer {
     server
 }
 
-fn expect_text(s: &mut TcpStream, want: &str) {
-    let f = read_frame(s);
-    assert_eq!(
-        (f.opcode, String::from_utf8_lossy(&f.payload).as_ref()),
-        (1, want)
-    );
-}
-
-fn publish_http(addr: SocketAddr, channel: &str, body: &str) {
-    let req = publish_request(
-        channel,
-        "text/plain",
-        body.as_bytes(),
-        "Connection: close\r\n",
-    );
-    let (status, _, body) = http(addr, &req);
-    assert_eq!(status, 200, "{body}");
-}
-
 /// Two channels on each shard: `(name, owner)`.
 fn channels_on_every_shard(cluster: &Cluster) -> Vec<(String, usize)> {
     let mut per = [0; 3];
@@ -432,22 +413,4 @@ fn a_slot_moving_to_another_shard_takes_its_subscriptions_and_delivery_resumes()
     }
     assert_eq!(metric(a.addr, "fanout_backplane_dropped_total"), 0);
     assert_eq!(metric(b.addr, "fanout_backplane_up"), 1);
-}
-
-/// A frame, or `None` when the socket's read timeout passed first with nothing read.
-fn read_frame_or_timeout(s: &mut TcpStream) -> Option<Frame> {
-    let mut first = [0u8; 1];
-    match s.peek(&mut first) {
-        Ok(1..) => Some(read_frame(s)),
-        Ok(0) => panic!("EOF"),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
 }

@@ -191,6 +191,33 @@ pub fn read_frame(s: &mut impl Read) -> Frame {
     }
 }
 
+/// Reads one server frame and asserts it is the text `want`.
+pub fn expect_text(s: &mut impl Read, want: &str) {
+    let f = read_frame(s);
+    assert_eq!(
+        (f.opcode, String::from_utf8_lossy(&f.payload).as_ref()),
+        (1, want)
+    );
+}
+
+/// A frame, or `None` when the socket's read timeout passed first with nothing read.
+pub fn read_frame_or_timeout(s: &mut TcpStream) -> Option<Frame> {
+    let mut first = [0u8; 1];
+    match s.peek(&mut first) {
+        Ok(1..) => Some(read_frame(s)),
+        Ok(0) => panic!("EOF"),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Reads one server frame whatever its RSV bits (permessage-deflate sets RSV1): its first
 /// header byte and its payload; asserts it is unmasked.
 pub fn read_frame_raw(s: &mut impl Read) -> (u8, Vec<u8>) {
@@ -306,6 +333,20 @@ pub fn publish_request(channel: &str, content_type: &str, body: &[u8], extra: &s
     .into_bytes();
     req.extend_from_slice(body);
     req
+}
+
+/// Publishes `body` as text to `channel` with `POST /publish` and asserts the `200`; returns
+/// the response body.
+pub fn publish_http(addr: SocketAddr, channel: &str, body: &str) -> String {
+    let req = publish_request(
+        channel,
+        "text/plain",
+        body.as_bytes(),
+        "Connection: close\r\n",
+    );
+    let (status, _, body) = http(addr, &req);
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 thread_local! {
