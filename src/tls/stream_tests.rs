@@ -308,36 +308,34 @@ fn x25519_is_the_first_choice_and_a_p384_only_client_is_served() {
     assert_eq!(pair.deliver(), b"\x81\x01x");
 }
 
-#[test]
-fn a_bad_record_after_part_of_a_handshake_message_is_refused_with_an_alert() {
-    // Found by the `tls_read` fuzz target: rustls keeps the part of the message in our buffer,
-    // so every later call must be given that buffer again, the alert's too.
+/// A new server's first read of `bytes` from a client, which must fail: the error, the wire
+/// (what the server answered) and what it counted.
+fn first_read(bytes: &[u8]) -> (io::Error, Wire, Stats) {
     let (config, _) = generated();
     let mut server = TlsStream::new(config).unwrap();
     let mut wire = Wire {
-        to_server: vec![0x16, 3, 3, 0, 2, 0x01, 0x00, 0x31, 0x14, 0xfe, 0xff],
+        to_server: bytes.to_vec(),
         ..Wire::default()
     };
     let mut stats = Stats::default();
     let e = server
         .read(&mut wire, &mut vec![0; BUF], &mut Vec::new(), &mut stats)
         .unwrap_err();
+    (e, wire, stats)
+}
+
+#[test]
+fn a_bad_record_after_part_of_a_handshake_message_is_refused_with_an_alert() {
+    // Found by the `tls_read` fuzz target: rustls keeps the part of the message in our buffer,
+    // so every later call must be given that buffer again, the alert's too.
+    let (e, wire, _) = first_read(&[0x16, 3, 3, 0, 2, 0x01, 0x00, 0x31, 0x14, 0xfe, 0xff]);
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     assert_eq!(records(&wire.to_client), [0x15], "one alert");
 }
 
 #[test]
 fn errors_are_counted_by_kind() {
-    let (config, _) = generated();
-    let mut server = TlsStream::new(config).unwrap();
-    let mut wire = Wire {
-        to_server: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-        ..Wire::default()
-    };
-    let mut stats = Stats::default();
-    let e = server
-        .read(&mut wire, &mut vec![0; BUF], &mut Vec::new(), &mut stats)
-        .unwrap_err();
+    let (e, wire, stats) = first_read(b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     assert_eq!(stats.tls_errors[ErrorKind::Plaintext as usize], 1);
     assert_eq!(
